@@ -1,0 +1,560 @@
+"""The send pipeline every mailhub backend shares, and the payload base class.
+
+``AnymailBaseBackend._send`` is the whole pipeline, in order:
+
+    pre_send signal -> suppression filter -> build the ESP payload (validates)
+    -> record Message + Recipients -> call the ESP -> parse recipient status
+    -> record the outcome -> post_send signal -> refuse if no recipient was taken
+
+ESP modules only supply ``build_message_payload``, ``post_to_esp`` and
+``parse_recipient_status`` (usually through a ``BasePayload`` subclass); they
+never touch the database. Recording is done here, through the functions in
+``sending.services``, so it happens the same way for every ESP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import EmailMessage
+
+from .. import signals
+from ..exceptions import (
+    AnymailCancelSend,
+    AnymailError,
+    AnymailRecipientsRefused,
+    AnymailSerializationError,
+    AnymailUnsupportedFeature,
+)
+from ..message import AnymailRecipientStatus, AnymailStatus
+from ..utils import (
+    UNSET,
+    Attachment,
+    CaseInsensitiveDict,
+    EmailAddress,
+    aware_datetime,
+    combine,
+    force_non_lazy,
+    force_non_lazy_dict,
+    force_non_lazy_list,
+    get_anymail_setting,
+    last,
+    normalize_address,
+    parse_address_list,
+    parse_single_address,
+    recording_enabled,
+)
+
+# Set on a message rebuilt from a stored record: its attributes already
+# include the send defaults that applied when it was first sent.
+DEFAULTS_APPLIED_ATTR = "_mailhub_defaults_applied"
+
+
+class AnymailBaseBackend(BaseEmailBackend):
+    """Base for every mailhub email backend: the send pipeline."""
+
+    #: Display name of the ESP ("Mailgun"); subclasses must set it.
+    esp_name: str = ""
+
+    def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
+        self.ignore_unsupported_features = get_anymail_setting(
+            "ignore_unsupported_features", kwargs=kwargs, default=False
+        )
+        self.ignore_recipient_status = get_anymail_setting(
+            "ignore_recipient_status", kwargs=kwargs, default=False
+        )
+        self.debug_api_requests = get_anymail_setting(
+            "debug_api_requests", kwargs=kwargs, default=False
+        )
+        self.send_defaults = get_anymail_setting("send_defaults", kwargs=kwargs, default={})
+        self.esp_send_defaults = get_anymail_setting(
+            "send_defaults", esp_name=self.esp_setting_prefix, kwargs=kwargs, default=None
+        )
+        self.record = recording_enabled()
+        # Django 6.1 passes the MAILERS alias (and rejects unknown OPTIONS);
+        # Django 5.2 takes fail_silently. Pass on only what the base expects.
+        super().__init__(**kwargs)
+        self.fail_silently = fail_silently
+
+    @property
+    def esp_setting_prefix(self) -> str:
+        """Prefix of this ESP's settings: "MAILGUN" for MAILGUN_API_KEY."""
+        return self.esp_name.upper().replace(" ", "_")
+
+    @property
+    def esp_key(self) -> str:
+        """The lowercase slug stored with records ("mailgun", "amazon_ses")."""
+        return self.esp_setting_prefix.lower()
+
+    @property
+    def backend_path(self) -> str:
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def open(self) -> bool:
+        """Open a connection to the ESP; return True if this call opened it."""
+        return False
+
+    def close(self) -> None:
+        """Close the connection opened by open()."""
+
+    def send_messages(self, email_messages: list[EmailMessage]) -> int:
+        """Send each message through the ESP; return the number sent."""
+        if not email_messages:
+            return 0
+
+        created_session = self.open()
+        num_sent = 0
+        try:
+            for message in email_messages:
+                try:
+                    sent = self._send(message)
+                except AnymailError:
+                    if self.fail_silently:
+                        sent = False
+                    else:
+                        raise
+                if sent:
+                    num_sent += 1
+        finally:
+            if created_session:
+                self.close()
+        return num_sent
+
+    def _send(self, message: EmailMessage) -> bool:
+        """Send one message through the pipeline; return whether the ESP took it."""
+        message.anymail_status = AnymailStatus()
+        if not self.run_pre_send(message):
+            return False  # cancelled by a pre_send receiver
+        if not message.recipients():
+            return False  # Django's own backends send nothing to nobody
+
+        suppressed = self.find_suppressed(message)
+        payload = self.build_message_payload(message, self.send_defaults, suppressed)
+        suppressed_status = {
+            address.addr_spec: AnymailRecipientStatus(message_id=None, status="suppressed")
+            for address in payload.suppressed_recipients
+        }
+
+        services = self._services()
+        record = services.message_record_start(backend=self, payload=payload) if services else None
+
+        if not payload.has_recipients():
+            # Every recipient is on the suppression list: don't call the ESP.
+            message.anymail_status.set_recipient_status(suppressed_status)
+            if record is not None:
+                services.message_record_result(record=record, status=message.anymail_status)
+            self.run_post_send(message)
+            self.raise_for_recipient_status(message.anymail_status, None, payload, message)
+            return False
+
+        try:
+            response = self.post_to_esp(payload, message)
+            message.anymail_status.esp_response = response
+            recipient_status = self.parse_recipient_status(response, payload, message)
+        except BaseException as error:
+            if record is not None:
+                services.message_record_failure(record=record, error=error)
+            raise
+        message.anymail_status.set_recipient_status(recipient_status)
+        message.anymail_status.set_recipient_status(suppressed_status)
+        if record is not None:
+            services.message_record_result(record=record, status=message.anymail_status)
+
+        self.run_post_send(message)
+        self.raise_for_recipient_status(message.anymail_status, response, payload, message)
+        return True
+
+    def _services(self) -> Any:
+        """Return the recording services, or None when recording is off."""
+        if not self.record:
+            return None
+        from .. import services  # models load only when recording is on
+
+        return services
+
+    def find_suppressed(self, message: EmailMessage) -> set[str]:
+        """Return the normalized addresses of message's recipients that are suppressed."""
+        services = self._services()
+        if services is None:
+            return set()
+        addresses = []
+        for field in ("to", "cc", "bcc"):
+            for address in parse_address_list(getattr(message, field, None) or [], field=field):
+                addresses.append(address.addr_spec)
+        return services.suppressed_addresses(addresses=addresses, esp=self.esp_key)
+
+    def run_pre_send(self, message: EmailMessage) -> bool:
+        """Send pre_send; return False if a receiver cancelled the send."""
+        try:
+            signals.pre_send.send(self.__class__, message=message, esp_name=self.esp_name)
+            return True
+        except AnymailCancelSend:
+            return False
+
+    def run_post_send(self, message: EmailMessage) -> None:
+        """Send post_send to every receiver, then re-raise the first error, if any."""
+        results = signals.post_send.send_robust(
+            self.__class__, message=message, status=message.anymail_status, esp_name=self.esp_name
+        )
+        for _receiver, response in results:
+            if isinstance(response, Exception):
+                raise response
+
+    def build_message_payload(
+        self, message: EmailMessage, defaults: dict, suppressed: set[str] = frozenset()
+    ) -> BasePayload:
+        """Return a payload with everything needed to send message to the ESP."""
+        raise NotImplementedError(
+            f"{self.__class__.__module__}.{self.__class__.__name__} must implement "
+            "build_message_payload"
+        )
+
+    def post_to_esp(self, payload: BasePayload, message: EmailMessage) -> Any:
+        """Send payload to the ESP and return its raw response; raise AnymailAPIError on error."""
+        raise NotImplementedError(
+            f"{self.__class__.__module__}.{self.__class__.__name__} must implement post_to_esp"
+        )
+
+    def parse_recipient_status(
+        self, response: Any, payload: BasePayload, message: EmailMessage
+    ) -> dict[str, AnymailRecipientStatus]:
+        """Return {addr_spec: AnymailRecipientStatus} for every recipient sent to."""
+        raise NotImplementedError(
+            f"{self.__class__.__module__}.{self.__class__.__name__} must implement "
+            "parse_recipient_status"
+        )
+
+    def raise_for_recipient_status(
+        self, anymail_status: AnymailStatus, response: Any, payload: BasePayload, message: EmailMessage
+    ) -> None:
+        """Raise AnymailRecipientsRefused when no recipient was accepted."""
+        if self.ignore_recipient_status:
+            return
+        if anymail_status.status and anymail_status.status.issubset(
+            {"invalid", "rejected", "suppressed"}
+        ):
+            raise AnymailRecipientsRefused(
+                email_message=message, payload=payload, response=response, backend=self
+            )
+
+
+class BasePayload:
+    """Everything one message needs to be sent to an ESP.
+
+    The constructor walks the attribute tables below: it merges each
+    attribute with the send defaults (by the attribute's combiner), converts
+    it, and calls ``set_<attr>(value)``. Every optional feature defaults to
+    "unsupported", so an ESP's payload implements only what its API supports.
+    """
+
+    # (attr, combiner, converter): combiner merges the message value with its
+    # defaults; converter is a function or the name of a payload method.
+    base_message_attrs = (
+        ("from_email", last, "parse_from_email"),
+        ("to", combine, "parse_recipient_list"),
+        ("cc", combine, "parse_recipient_list"),
+        ("bcc", combine, "parse_recipient_list"),
+        ("subject", last, force_non_lazy),
+        ("reply_to", combine, "parse_address_list"),
+        ("extra_headers", combine, force_non_lazy_dict),
+        ("body", last, force_non_lazy),
+        ("alternatives", combine, "prepped_alternatives"),
+        ("attachments", combine, "prepped_attachments"),
+    )
+    anymail_message_attrs = (
+        ("envelope_sender", last, "parse_envelope_sender"),
+        ("metadata", combine, force_non_lazy_dict),
+        ("send_at", last, "aware_datetime"),
+        ("tags", combine, force_non_lazy_list),
+        ("track_clicks", last, None),
+        ("track_opens", last, None),
+        ("template_id", last, force_non_lazy),
+        ("merge_data", combine, force_non_lazy_dict),
+        ("merge_global_data", combine, force_non_lazy_dict),
+        ("merge_metadata", combine, force_non_lazy_dict),
+        ("merge_headers", combine, force_non_lazy_dict),
+        ("esp_extra", combine, force_non_lazy_dict),
+    )
+    esp_message_attrs: tuple = ()  # subclasses can add ESP-specific attrs
+
+    def __init__(
+        self,
+        message: EmailMessage,
+        defaults: dict,
+        backend: AnymailBaseBackend,
+        suppressed: set[str] = frozenset(),
+    ) -> None:
+        self.message = message
+        self.defaults = defaults
+        self.backend = backend
+        self.esp_name = backend.esp_name
+        self.suppressed = suppressed
+        self.suppressed_recipients: list[EmailAddress] = []
+        #: Every recipient by kind, as given (suppressed ones included).
+        self.parsed_recipients: dict[str, list[EmailAddress]] = {"to": [], "cc": [], "bcc": []}
+        #: The recipients actually sent to (after suppression), by kind.
+        self.recipients_by_kind: dict[str, list[EmailAddress]] = {"to": [], "cc": [], "bcc": []}
+        #: Each attribute's combined value before conversion: what the record stores.
+        self.effective: dict[str, Any] = {}
+        self._html_body_set = False
+
+        if getattr(message, DEFAULTS_APPLIED_ATTR, False):
+            defaults = {}
+        esp_defaults = backend.esp_send_defaults
+        if esp_defaults is not None:
+            # ESP-specific defaults override global ones (not merged)
+            defaults = {**defaults, **esp_defaults} if defaults else dict(esp_defaults)
+        self.defaults = defaults
+
+        self.init_payload()
+
+        headers = self.pop_special_headers()
+        for attr, combiner, converter in (
+            self.base_message_attrs + self.anymail_message_attrs + self.esp_message_attrs
+        ):
+            value = headers.get(attr, UNSET) if attr in headers else getattr(message, attr, UNSET)
+            if attr in ("to", "cc", "bcc", "reply_to") and value is not UNSET:
+                value = force_non_lazy_list(value)
+            if combiner is not None:
+                value = combiner(defaults.get(attr, UNSET), value)
+            if value is UNSET:
+                continue
+            self.effective[attr] = value
+            if value is None:
+                continue  # explicitly unset (e.g. subject=None: use the template's)
+            if converter is not None:
+                if isinstance(converter, str):
+                    converter = getattr(self, converter)
+                value = converter(value, field=attr) if attr in self._address_attrs else converter(value)
+            if value is UNSET or value is None:
+                continue
+            self.apply(attr, value)
+
+    _address_attrs = frozenset({"from_email", "to", "cc", "bcc", "reply_to", "envelope_sender"})
+
+    def apply(self, attr: str, value: Any) -> None:
+        """Call the setter for attr."""
+        if attr == "body":
+            if getattr(self.message, "content_subtype", "plain") == "html":
+                self.set_html_body(value)
+                self._html_body_set = True
+            else:
+                self.set_text_body(value)
+        elif attr == "alternatives":
+            for content, mimetype in value:
+                self.add_alternative(content, mimetype)
+        elif attr == "attachments":
+            for attachment in value:
+                self.add_attachment(attachment)
+        elif attr in ("to", "cc", "bcc"):
+            if value:
+                getattr(self, f"set_{attr}")(value)
+        else:
+            getattr(self, f"set_{attr}")(value)
+
+    def pop_special_headers(self) -> dict[str, Any]:
+        """Apply Django's SMTP-backend handling of From, Reply-To and To headers.
+
+        A "From" header overrides from_email (which then becomes the envelope
+        sender); "Reply-To" overrides reply_to. The headers are taken out of
+        extra_headers so they aren't sent twice.
+        """
+        overrides: dict[str, Any] = {}
+        message_headers = getattr(self.message, "extra_headers", None) or {}
+        headers = CaseInsensitiveDict(combine(self.defaults.get("extra_headers", UNSET), message_headers) or {})
+        if "From" in headers:
+            overrides["from_email"] = headers.pop("From")
+            if getattr(self.message, "envelope_sender", UNSET) in (UNSET, None):
+                overrides["envelope_sender"] = self.message.from_email
+        if "Reply-To" in headers:
+            overrides["reply_to"] = [headers.pop("Reply-To")]
+        if "To" in headers:
+            self.set_spoofed_to_header(headers.pop("To"))
+        if overrides or headers != CaseInsensitiveDict(message_headers):
+            overrides["extra_headers"] = dict(headers)
+        return overrides
+
+    # Converters
+
+    def parse_from_email(self, value: Any, field: str | None = None) -> EmailAddress:
+        return parse_single_address(value, field=field)
+
+    def parse_envelope_sender(self, value: Any, field: str | None = None) -> EmailAddress:
+        return parse_single_address(value, field=field)
+
+    def parse_address_list(self, value: Any, field: str | None = None) -> list[EmailAddress]:
+        return parse_address_list(value, field=field)
+
+    def parse_recipient_list(self, value: Any, field: str = "to") -> list[EmailAddress]:
+        """Parse recipients, leaving out (and remembering) suppressed ones."""
+        addresses = parse_address_list(value, field=field)
+        self.parsed_recipients[field] = addresses
+        kept = []
+        for address in addresses:
+            if normalize_address(address.addr_spec) in self.suppressed:
+                self.suppressed_recipients.append(address)
+            else:
+                kept.append(address)
+        self.recipients_by_kind[field] = kept
+        return kept
+
+    def prepped_alternatives(self, alternatives: list) -> list[tuple[str, str]]:
+        # Django 5.2+ uses EmailAlternative namedtuples; older code may use tuples
+        return [(force_non_lazy(content), mimetype) for (content, mimetype) in alternatives]
+
+    def prepped_attachments(self, attachments: list) -> list[Attachment]:
+        str_encoding = getattr(self.message, "encoding", None) or "utf-8"
+        return [Attachment(attachment, str_encoding) for attachment in attachments]
+
+    def aware_datetime(self, value: Any) -> Any:
+        return aware_datetime(value)
+
+    # Questions an ESP payload asks
+
+    def has_recipients(self) -> bool:
+        return any(self.recipients_by_kind.values())
+
+    @property
+    def all_recipients(self) -> list[EmailAddress]:
+        """Every recipient sent to (to, cc, bcc), after suppression."""
+        return [
+            address for kind in ("to", "cc", "bcc") for address in self.recipients_by_kind[kind]
+        ]
+
+    def is_batch(self) -> bool:
+        """Whether this send gives each "to" recipient its own message."""
+        return any(
+            self.effective.get(attr) is not None
+            for attr in ("merge_data", "merge_metadata", "merge_headers")
+        )
+
+    def unsupported_feature(self, feature: str) -> None:
+        """Raise AnymailUnsupportedFeature for feature, unless ignored by settings."""
+        if not self.backend.ignore_unsupported_features:
+            raise AnymailUnsupportedFeature(
+                f"{self.esp_name} does not support {feature}",
+                email_message=self.message,
+                payload=self,
+                backend=self.backend,
+            )
+
+    def serialize_json(self, data: Any) -> str:
+        """JSON-encode data, raising AnymailSerializationError for unserializable values."""
+        import json
+
+        try:
+            return json.dumps(data, default=self._json_default)
+        except TypeError as err:
+            raise AnymailSerializationError(
+                orig_err=err, email_message=self.message, backend=self.backend, payload=self
+            ) from None
+
+    @staticmethod
+    def _json_default(obj: Any) -> Any:
+        from django.utils.functional import Promise
+
+        if isinstance(obj, Promise):
+            return str(obj)
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    # Setters. Required ones raise NotImplementedError; optional ones
+    # default to unsupported.
+
+    def init_payload(self) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement init_payload")
+
+    def set_from_email(self, email: EmailAddress) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement set_from_email")
+
+    def set_to(self, emails: list[EmailAddress]) -> None:
+        self.set_recipients("to", emails)
+
+    def set_cc(self, emails: list[EmailAddress]) -> None:
+        self.set_recipients("cc", emails)
+
+    def set_bcc(self, emails: list[EmailAddress]) -> None:
+        self.set_recipients("bcc", emails)
+
+    def set_recipients(self, recipient_type: str, emails: list[EmailAddress]) -> None:
+        for email in emails:
+            self.add_recipient(recipient_type, email)
+
+    def add_recipient(self, recipient_type: str, email: EmailAddress) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement add_recipient")
+
+    def set_subject(self, subject: str) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement set_subject")
+
+    def set_reply_to(self, emails: list[EmailAddress]) -> None:
+        if emails:
+            self.unsupported_feature("reply_to")
+
+    def set_extra_headers(self, headers: dict) -> None:
+        if headers:
+            self.unsupported_feature("extra_headers")
+
+    def set_spoofed_to_header(self, header_to: str) -> None:
+        # Showing recipients a different To than the envelope's is a spammer
+        # trick almost no ESP allows.
+        self.unsupported_feature("spoofing `To` header")
+
+    def set_text_body(self, body: str) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement set_text_body")
+
+    def set_html_body(self, body: str) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement set_html_body")
+
+    def add_alternative(self, content: str, mimetype: str) -> None:
+        if mimetype == "text/html" and not self._html_body_set:
+            self.set_html_body(content)
+            self._html_body_set = True
+        elif mimetype == "text/x-amp-html":
+            self.set_amp_body(content)
+        else:
+            self.unsupported_feature(f"alternative part with type '{mimetype}'")
+
+    def set_amp_body(self, body: str) -> None:
+        self.unsupported_feature("AMP-HTML body")
+
+    def add_attachment(self, attachment: Attachment) -> None:
+        self.unsupported_feature("attachments")
+
+    def set_envelope_sender(self, email: EmailAddress) -> None:
+        self.unsupported_feature("envelope_sender")
+
+    def set_metadata(self, metadata: dict) -> None:
+        if metadata:
+            self.unsupported_feature("metadata")
+
+    def set_merge_metadata(self, merge_metadata: dict) -> None:
+        self.unsupported_feature("merge_metadata")
+
+    def set_merge_headers(self, merge_headers: dict) -> None:
+        self.unsupported_feature("merge_headers")
+
+    def set_send_at(self, send_at: Any) -> None:
+        self.unsupported_feature("send_at")
+
+    def set_tags(self, tags: list) -> None:
+        if tags:
+            self.unsupported_feature("tags")
+
+    def set_track_clicks(self, track_clicks: bool) -> None:
+        self.unsupported_feature("track_clicks")
+
+    def set_track_opens(self, track_opens: bool) -> None:
+        self.unsupported_feature("track_opens")
+
+    def set_template_id(self, template_id: str) -> None:
+        self.unsupported_feature("template_id")
+
+    def set_merge_data(self, merge_data: dict) -> None:
+        self.unsupported_feature("merge_data")
+
+    def set_merge_global_data(self, merge_global_data: dict) -> None:
+        self.unsupported_feature("merge_global_data")
+
+    def set_esp_extra(self, extra: dict) -> None:
+        if extra:
+            self.unsupported_feature("esp_extra")

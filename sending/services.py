@@ -1,0 +1,363 @@
+"""Writes for the sending app: recording sends, suppressions, rebuilding messages.
+
+The base backend is the only caller of the ``message_record_*`` functions,
+so every ESP records the same way. Writes are set-based (one INSERT per
+table, one UPDATE per distinct outcome) to keep recording cheap next to
+the ESP call it brackets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.utils import timezone
+
+from .backends.base import DEFAULTS_APPLIED_ATTR
+from .message import ANYMAIL_ATTRS, AnymailMessage, AnymailStatus
+from .models import (
+    Message,
+    MessageStatus,
+    Recipient,
+    SendStatus,
+    StoredAttachment,
+    Suppression,
+    SuppressionReason,
+    SuppressionSource,
+)
+from .utils import Attachment, get_mailhub_setting, normalize_address
+
+if TYPE_CHECKING:
+    from .backends.base import AnymailBaseBackend, BasePayload
+
+ACCEPTED_STATUSES = frozenset({"sent", "queued"})
+REFUSED_STATUSES = frozenset({"invalid", "rejected", "suppressed"})
+
+
+# ---------------------------------------------------------------------------
+# Recording sends
+
+
+def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -> Message:
+    """Write the Message, its Recipients and attachments before the ESP is called."""
+    effective = payload.effective
+    message = payload.message
+    store_content = bool(get_mailhub_setting("STORE_CONTENT", True))
+    now = timezone.now()
+
+    record = Message(
+        created_at=now,
+        updated_at=now,
+        backend=backend.backend_path,
+        esp=backend.esp_key,
+        status=MessageStatus.SENDING,
+        attempts=1,
+        from_email=str(effective.get("from_email") or ""),
+        to=_address_strings(effective.get("to")),
+        cc=_address_strings(effective.get("cc")),
+        bcc=_address_strings(effective.get("bcc")),
+        reply_to=_address_strings(effective.get("reply_to")),
+        subject=effective.get("subject"),
+        content_subtype=getattr(message, "content_subtype", "plain"),
+        extra_headers=_json_safe(effective.get("extra_headers") or {}),
+        content_stored=store_content,
+        envelope_sender=str(effective.get("envelope_sender") or ""),
+        tags=_json_safe(effective.get("tags") or []),
+        metadata=_json_safe(effective.get("metadata") or {}),
+        merge_metadata=_json_safe(effective.get("merge_metadata")),
+        merge_headers=_json_safe(effective.get("merge_headers")),
+        merge_data=_json_safe(effective.get("merge_data")),
+        merge_global_data=_json_safe(effective.get("merge_global_data")),
+        template_id=effective.get("template_id") or "",
+        esp_extra=_json_safe(effective.get("esp_extra")),
+        track_opens=effective.get("track_opens"),
+        track_clicks=effective.get("track_clicks"),
+        send_at=_send_at(effective.get("send_at")),
+    )
+    if store_content:
+        record.body = effective.get("body") or ""
+        record.alternatives = [
+            [str(content), mimetype] for content, mimetype in effective.get("alternatives") or []
+        ]
+
+    recipients = []
+    for kind in ("to", "cc", "bcc"):
+        for address in payload.parsed_recipients[kind]:
+            normalized = normalize_address(address.addr_spec)
+            suppressed = normalized in payload.suppressed
+            recipients.append(
+                Recipient(
+                    kind=kind,
+                    address=normalized,
+                    display_name=address.display_name,
+                    esp=record.esp,
+                    send_status=SendStatus.SUPPRESSED if suppressed else SendStatus.PENDING,
+                )
+            )
+
+    attachments = [
+        Attachment(attachment, getattr(message, "encoding", None) or "utf-8")
+        for attachment in effective.get("attachments") or []
+    ]
+
+    with transaction.atomic():
+        record.save(force_insert=True)
+        for recipient in recipients:
+            recipient.message = record
+        Recipient.objects.bulk_create(recipients)
+        if attachments:
+            StoredAttachment.objects.bulk_create(
+                _stored_attachment(record, position, attachment, store_content)
+                for position, attachment in enumerate(attachments)
+            )
+    return record
+
+
+def message_record_result(*, record: Message, status: AnymailStatus) -> None:
+    """Record the ESP's answer: the aggregate status and each recipient's."""
+    now = timezone.now()
+    aggregate = _aggregate_status(status.status or set())
+    message_id = status.message_id if isinstance(status.message_id, str) else ""
+
+    # Group recipients by outcome so each distinct outcome is one UPDATE.
+    outcomes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for addr_spec, recipient_status in status.recipients.items():
+        key = (recipient_status.status or SendStatus.UNKNOWN, recipient_status.message_id or "")
+        outcomes[key].append(normalize_address(addr_spec))
+
+    with transaction.atomic():
+        Message.objects.filter(pk=record.pk).update(
+            status=aggregate,
+            esp_message_id=message_id,
+            sent_at=now if aggregate == MessageStatus.SENT else None,
+            updated_at=now,
+        )
+        recipients = Recipient.objects.filter(message_id=record.pk)
+        if len(outcomes) == 1:
+            ((send_status, esp_message_id),) = outcomes
+            recipients.update(send_status=send_status, esp_message_id=esp_message_id)
+        else:
+            for (send_status, esp_message_id), addresses in outcomes.items():
+                recipients.filter(address__in=addresses).update(
+                    send_status=send_status, esp_message_id=esp_message_id
+                )
+    record.status = aggregate
+    record.esp_message_id = message_id
+
+
+def message_record_failure(*, record: Message, error: BaseException) -> None:
+    """Mark the record failed, keeping the error text (the ESP's own words)."""
+    now = timezone.now()
+    error_text = f"{type(error).__name__}: {error}"
+    with transaction.atomic():
+        Message.objects.filter(pk=record.pk).update(
+            status=MessageStatus.FAILED, error=error_text, updated_at=now
+        )
+        Recipient.objects.filter(message_id=record.pk, send_status=SendStatus.PENDING).update(
+            send_status=SendStatus.FAILED
+        )
+    record.status = MessageStatus.FAILED
+    record.error = error_text
+
+
+def _aggregate_status(statuses: set[str]) -> str:
+    if statuses & ACCEPTED_STATUSES:
+        return MessageStatus.SENT
+    if statuses and statuses <= {"suppressed"}:
+        return MessageStatus.SUPPRESSED
+    if statuses and statuses <= REFUSED_STATUSES:
+        return MessageStatus.REJECTED
+    if "failed" in statuses:
+        return MessageStatus.FAILED
+    return MessageStatus.UNKNOWN
+
+
+def _address_strings(addresses: Any) -> list[str]:
+    if not addresses:
+        return []
+    if isinstance(addresses, str):
+        return [addresses]
+    return [str(address) for address in addresses]
+
+
+def _send_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    from .utils import aware_datetime
+
+    return aware_datetime(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """Make value storable as JSON: lazy strings and unknown types become str."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _json_safe(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_safe(inner) for inner in value]
+    return str(value)
+
+
+def _stored_attachment(
+    record: Message, position: int, attachment: Attachment, store_content: bool
+) -> StoredAttachment:
+    content = attachment.content or b""
+    sha256 = hashlib.sha256(content).hexdigest()
+    stored = StoredAttachment(
+        message=record,
+        position=position,
+        filename=attachment.name or "",
+        mimetype=attachment.mimetype,
+        inline=attachment.inline,
+        content_id=attachment.content_id or "",
+        size=len(content),
+        sha256=sha256,
+    )
+    if store_content:
+        stored.file.name = _store_content(sha256, content)
+    return stored
+
+
+def _store_content(sha256: str, content: bytes) -> str:
+    """Save content under its hash, once; return the storage name."""
+    name = f"mailhub/attachments/{sha256[:2]}/{sha256}"
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(content))
+    return name
+
+
+# ---------------------------------------------------------------------------
+# Rebuilding a stored message
+
+
+def message_rebuild(*, record: Message) -> EmailMessage:
+    """Return an EmailMessage equal to the one recorded, ready to send again.
+
+    The stored attributes already include the send defaults that applied;
+    the rebuilt message is marked so they are not merged in a second time.
+    Raises ValueError when the content was not stored (privacy setting).
+    """
+    if not record.content_stored:
+        raise ValueError(f"Message {record.pk} was recorded without its content; it can't be rebuilt.")
+    email = AnymailMessage(
+        subject=record.subject or "",
+        body=record.body,
+        from_email=record.from_email or None,
+        to=list(record.to),
+        cc=list(record.cc),
+        bcc=list(record.bcc),
+        reply_to=list(record.reply_to),
+        headers=dict(record.extra_headers),
+    )
+    if record.subject is None:
+        email.subject = None
+    if not record.from_email:
+        email.from_email = None
+    email.content_subtype = record.content_subtype
+    for content, mimetype in record.alternatives:
+        email.attach_alternative(content, mimetype)
+    for stored in record.attachments.all():
+        with stored.file.open("rb") as file:
+            content = file.read()
+        email.attach(_rebuilt_attachment(stored, content))
+    for attr in ANYMAIL_ATTRS:
+        value = getattr(record, attr)
+        if value in (None, "", [], {}) and attr not in ("track_opens", "track_clicks"):
+            continue
+        if value is None:
+            continue
+        setattr(email, attr, value)
+    setattr(email, DEFAULTS_APPLIED_ATTR, True)
+    return email
+
+
+def _rebuilt_attachment(stored: StoredAttachment, content: bytes) -> Any:
+    from email.mime.base import MIMEBase
+
+    maintype, _, subtype = stored.mimetype.partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    part.set_payload(content)
+    from email import encoders
+
+    encoders.encode_base64(part)
+    disposition = "inline" if stored.inline else "attachment"
+    if stored.filename:
+        part.add_header("Content-Disposition", disposition, filename=stored.filename)
+    else:
+        part.add_header("Content-Disposition", disposition)
+    if stored.content_id:
+        part.add_header("Content-ID", stored.content_id)
+    return part
+
+
+# ---------------------------------------------------------------------------
+# Suppressions
+
+
+def suppressed_addresses(*, addresses: Iterable[str], esp: str) -> set[str]:
+    """Return which of addresses (normalized) are suppressed for esp now."""
+    normalized = {normalize_address(address) for address in addresses}
+    if not normalized:
+        return set()
+    return set(
+        Suppression.objects.active()
+        .applying_to(esp)
+        .filter(address__in=normalized)
+        .values_list("address", flat=True)
+    )
+
+
+def suppression_add(
+    *,
+    address: str,
+    reason: str = SuppressionReason.MANUAL,
+    esp: str = "",
+    source: str = SuppressionSource.MANUAL,
+    expires_at: datetime | None = None,
+    note: str = "",
+    created_by: Any = None,
+) -> Suppression:
+    """Suppress address (for every ESP, or only esp); update it if already there."""
+    normalized = normalize_address(address)
+    if "@" not in normalized:
+        raise ValueError(f"Not an email address: {address!r}")
+    suppression, _created = Suppression.objects.update_or_create(
+        address=normalized,
+        esp=esp,
+        defaults={
+            "reason": reason,
+            "source": source,
+            "expires_at": expires_at,
+            "note": note,
+            "created_by": created_by,
+        },
+    )
+    return suppression
+
+
+def suppression_remove(*, address: str, esp: str | None = None) -> int:
+    """Remove address's suppressions (only the one scoped to esp, if given)."""
+    suppressions = Suppression.objects.filter(address=normalize_address(address))
+    if esp is not None:
+        suppressions = suppressions.filter(esp=esp)
+    deleted, _ = suppressions.delete()
+    return deleted
+
+
+__all__ = [
+    "message_rebuild",
+    "message_record_failure",
+    "message_record_result",
+    "message_record_start",
+    "suppressed_addresses",
+    "suppression_add",
+    "suppression_remove",
+]

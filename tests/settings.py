@@ -1,0 +1,14 @@
+"""Settings for the test suite: the project settings with test-safe environment defaults."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("DEBUG", "false")
+
+from mailhub.settings import *  # noqa: E402,F403
+
+MEDIA_ROOT = tempfile.mkdtemp(prefix="mailhub-test-media-")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+ANYMAIL = {}
