@@ -35,7 +35,13 @@ class StoredAttachmentInline(ReadOnlyAdminMixin, admin.TabularInline):
 class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "esp", "status", "from_email", "subject", "recipient_count")
     list_filter = ("status", "esp", "created_at")
-    search_fields = ("subject", "from_email", "esp_message_id", "=recipients__address", "=recipients__esp_message_id")
+    search_fields = (
+        "subject",
+        "from_email",
+        "esp_message_id",
+        "=recipients__address",
+        "=recipients__esp_message_id",
+    )
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False
@@ -54,7 +60,15 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Recipient)
 class RecipientAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("address", "kind", "send_status", "status", "esp", "esp_message_id", "message_link")
+    list_display = (
+        "address",
+        "kind",
+        "send_status",
+        "status",
+        "esp",
+        "esp_message_id",
+        "message_link",
+    )
     list_filter = ("send_status", "status", "esp", "message__created_at")
     search_fields = ("=address", "=esp_message_id", "message__subject")
     list_select_related = ("message",)

@@ -25,9 +25,7 @@ class AnymailError(Exception):
         self.email_message = kwargs.pop("email_message", None)
         self.payload = kwargs.pop("payload", None)
         self.status_code = kwargs.pop("status_code", None)
-        self.esp_name = kwargs.pop(
-            "esp_name", self.backend.esp_name if self.backend else None
-        )
+        self.esp_name = kwargs.pop("esp_name", self.backend.esp_name if self.backend else None)
         if isinstance(self, HTTPError):
             # requests.RequestException takes (request, response) kwargs.
             self.response = kwargs.get("response", None)
@@ -150,4 +148,3 @@ class AnymailInsecureWebhookWarning(AnymailWarning):
 
 class AnymailDeprecationWarning(AnymailWarning, DeprecationWarning):
     """A feature or name is deprecated and will be removed."""
-

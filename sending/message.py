@@ -37,7 +37,11 @@ class AnymailMessageMixin(EmailMessage):
         super().__init__(*args, **kwargs)
 
     def attach_inline_image_file(
-        self, path: str | Path, subtype: str | None = None, idstring: str = "img", domain: str | None = None
+        self,
+        path: str | Path,
+        subtype: str | None = None,
+        idstring: str = "img",
+        domain: str | None = None,
     ) -> str:
         """Attach the image at path inline and return its Content-ID (without <>)."""
         return attach_inline_image_file(self, path, subtype, idstring, domain)
@@ -136,7 +140,9 @@ class AnymailStatus:
         recipient_statuses = self.recipients.values()
         self.status = {recipient.status for recipient in recipient_statuses}
         message_ids = {
-            recipient.message_id for recipient in recipient_statuses if recipient.message_id is not None
+            recipient.message_id
+            for recipient in recipient_statuses
+            if recipient.message_id is not None
         }
         if len(message_ids) == 1:
             self.message_id = message_ids.pop()

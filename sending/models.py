@@ -86,7 +86,9 @@ class Message(models.Model):
     subject = models.TextField(blank=True, null=True)
     body = models.TextField(blank=True)
     content_subtype = models.CharField(max_length=20, default="plain")
-    alternatives = models.JSONField(default=list, blank=True, help_text="[[content, mimetype], ...]")
+    alternatives = models.JSONField(
+        default=list, blank=True, help_text="[[content, mimetype], ...]"
+    )
     extra_headers = models.JSONField(default=dict, blank=True)
     content_stored = models.BooleanField(
         default=True, help_text="False when bodies and attachments were not kept (privacy)"
@@ -250,7 +252,9 @@ class Suppression(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["address", "esp"], name="suppression_unique_address_esp")
+            models.UniqueConstraint(
+                fields=["address", "esp"], name="suppression_unique_address_esp"
+            )
         ]
 
     def __str__(self) -> str:

@@ -246,7 +246,9 @@ def message_rebuild(*, record: Message) -> EmailMessage:
     Raises ValueError when the content was not stored (privacy setting).
     """
     if not record.content_stored:
-        raise ValueError(f"Message {record.pk} was recorded without its content; it can't be rebuilt.")
+        raise ValueError(
+            f"Message {record.pk} was recorded without its content; it can't be rebuilt."
+        )
     email = AnymailMessage(
         subject=record.subject or "",
         body=record.body,

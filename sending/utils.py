@@ -197,7 +197,7 @@ def force_non_lazy_dict(value: Any) -> Any:
 class EmailAddress:
     """A parsed email address: display_name, addr_spec, username and domain."""
 
-    __slots__ = ("display_name", "addr_spec", "username", "domain")
+    __slots__ = ("addr_spec", "display_name", "domain", "username")
 
     def __init__(self, display_name: str = "", addr_spec: str = "") -> None:
         self.display_name = display_name
@@ -326,7 +326,11 @@ class Attachment:
             self.mimetype = guessed or "application/octet-stream"
 
     def __repr__(self) -> str:
-        details = [f"name={self.name!r}", f"mimetype={self.mimetype!r}", f"size={len(self.content)}"]
+        details = [
+            f"name={self.name!r}",
+            f"mimetype={self.mimetype!r}",
+            f"size={len(self.content)}",
+        ]
         if self.inline:
             details.insert(0, "inline")
             details.append(f"content_id={self.content_id!r}")
@@ -363,9 +367,7 @@ def aware_datetime(value: Any) -> datetime:
 
 def rfc2822date(dt: datetime) -> str:
     """Format an aware datetime as an RFC 2822 date (for form-encoded APIs)."""
-    return formatdate(dt.timestamp(), localtime=False, usegmt=True).replace(
-        " GMT", " +0000"
-    )
+    return formatdate(dt.timestamp(), localtime=False, usegmt=True).replace(" GMT", " +0000")
 
 
 def parse_rfc2822date(value: str) -> datetime | None:

@@ -56,6 +56,12 @@ class AnymailBaseBackend(BaseEmailBackend):
 
     #: Display name of the ESP ("Mailgun"); subclasses must set it.
     esp_name: str = ""
+    #: The BasePayload subclass that maps a message to this ESP's API.
+    payload_class: type[BasePayload] | None = None
+    #: This ESP's settings, without the ESP prefix ("API_KEY" is read as
+    #: ANYMAIL["MAILGUN_API_KEY"]). Documented in the README and feature matrix.
+    required_settings: tuple[str, ...] = ()
+    optional_settings: tuple[str, ...] = ()
 
     def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
         self.ignore_unsupported_features = get_anymail_setting(
@@ -205,10 +211,12 @@ class AnymailBaseBackend(BaseEmailBackend):
         self, message: EmailMessage, defaults: dict, suppressed: set[str] = frozenset()
     ) -> BasePayload:
         """Return a payload with everything needed to send message to the ESP."""
-        raise NotImplementedError(
-            f"{self.__class__.__module__}.{self.__class__.__name__} must implement "
-            "build_message_payload"
-        )
+        if self.payload_class is None:
+            raise NotImplementedError(
+                f"{self.__class__.__module__}.{self.__class__.__name__} must set payload_class "
+                "or implement build_message_payload"
+            )
+        return self.payload_class(message, defaults, self, suppressed)
 
     def post_to_esp(self, payload: BasePayload, message: EmailMessage) -> Any:
         """Send payload to the ESP and return its raw response; raise AnymailAPIError on error."""
@@ -226,7 +234,11 @@ class AnymailBaseBackend(BaseEmailBackend):
         )
 
     def raise_for_recipient_status(
-        self, anymail_status: AnymailStatus, response: Any, payload: BasePayload, message: EmailMessage
+        self,
+        anymail_status: AnymailStatus,
+        response: Any,
+        payload: BasePayload,
+        message: EmailMessage,
     ) -> None:
         """Raise AnymailRecipientsRefused when no recipient was accepted."""
         if self.ignore_recipient_status:
@@ -278,6 +290,10 @@ class BasePayload:
     )
     esp_message_attrs: tuple = ()  # subclasses can add ESP-specific attrs
 
+    #: Features this ESP supports only in part, with what is limited:
+    #: {"tags": "one tag per message"}. Shown as "limited" in the feature matrix.
+    feature_limits: dict[str, str] = {}
+
     def __init__(
         self,
         message: EmailMessage,
@@ -326,7 +342,11 @@ class BasePayload:
             if converter is not None:
                 if isinstance(converter, str):
                     converter = getattr(self, converter)
-                value = converter(value, field=attr) if attr in self._address_attrs else converter(value)
+                value = (
+                    converter(value, field=attr)
+                    if attr in self._address_attrs
+                    else converter(value)
+                )
             if value is UNSET or value is None:
                 continue
             self.apply(attr, value)
@@ -362,7 +382,9 @@ class BasePayload:
         """
         overrides: dict[str, Any] = {}
         message_headers = getattr(self.message, "extra_headers", None) or {}
-        headers = CaseInsensitiveDict(combine(self.defaults.get("extra_headers", UNSET), message_headers) or {})
+        headers = CaseInsensitiveDict(
+            combine(self.defaults.get("extra_headers", UNSET), message_headers) or {}
+        )
         if "From" in headers:
             overrides["from_email"] = headers.pop("From")
             if getattr(self.message, "envelope_sender", UNSET) in (UNSET, None):

@@ -26,8 +26,8 @@ from django.core.mail.message import EmailMessage
 
 from ..exceptions import AnymailAPIError
 from ..message import AnymailRecipientStatus
-from .test import TestPayload
 from .test import EmailBackend as TestBackend
+from .test import TestPayload
 
 FAILURE_TAGS = {"invalid": "invalid", "rejected": "rejected", "failed": "failed"}
 
@@ -72,5 +72,7 @@ class EmailBackend(TestBackend):
             tag = address.username.partition("+")[2].lower()
             status = FAILURE_TAGS.get(tag, "queued")
             message_id = None if status == "invalid" else sandbox_message_id()
-            statuses[address.addr_spec] = AnymailRecipientStatus(message_id=message_id, status=status)
+            statuses[address.addr_spec] = AnymailRecipientStatus(
+                message_id=message_id, status=status
+            )
         return statuses

@@ -25,16 +25,12 @@ class EmailBackend(AnymailBaseBackend):
     """Anymail-style test backend."""
 
     esp_name = "Test"
+    payload_class = None  # set below, once TestPayload is defined
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not hasattr(mail, "outbox"):
             mail.outbox = []
-
-    def build_message_payload(
-        self, message: EmailMessage, defaults: dict, suppressed: set[str] = frozenset()
-    ) -> TestPayload:
-        return TestPayload(message, defaults, self, suppressed)
 
     def post_to_esp(self, payload: TestPayload, message: EmailMessage) -> dict:
         try:
@@ -142,3 +138,6 @@ class TestPayload(BasePayload):
 
     def set_esp_extra(self, extra):
         self.params["esp_extra"] = extra
+
+
+EmailBackend.payload_class = TestPayload
