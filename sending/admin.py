@@ -91,7 +91,7 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_filter = ("reason", "source", "esp", "created_at")
     search_fields = ("address", "note")
     list_per_page = 50
-    readonly_fields = ("created_by",)
+    readonly_fields = ("created_at", "created_by")
 
     def save_model(self, request, obj, form, change):
         from .utils import normalize_address

@@ -9,6 +9,7 @@ os.environ.setdefault("DEBUG", "false")
 from mailhub.settings import *  # noqa: E402,F403
 
 MEDIA_ROOT = tempfile.mkdtemp(prefix="mailhub-test-media-")
+STATIC_ROOT = tempfile.mkdtemp(prefix="mailhub-test-static-")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 ANYMAIL = {}

@@ -31,10 +31,7 @@ class EmailBackend(TestBackend):
         response = super().post_to_esp(payload, message)
         with self._lock:
             msg_data = message.message().as_bytes()
-            charset = (
-                message.get_charset().get_output_charset() if message.get_charset() else "utf-8"
-            )
-            self.stream.write(msg_data.decode(charset, errors="replace"))
+            self.stream.write(msg_data.decode(message.encoding or "utf-8", errors="replace"))
             self.stream.write("\n" + "-" * 79 + "\n")
             self.stream.flush()
         return response
