@@ -95,6 +95,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Webhook bodies (inbound mail with attachments) can be large; the webhook
+# views enforce their own caps (MAILHUB["WEBHOOK_MAX_BODY_BYTES"]) and answer
+# 413, so Django's generic 2.5 MB limit is lifted here.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -159,6 +164,11 @@ MAILHUB = {
     # Keep message bodies and attachment bytes (False for privacy: only
     # addresses, subjects, statuses and metadata are kept).
     "STORE_CONTENT": env.bool("MAILHUB_STORE_CONTENT", default=True),
+    # Largest webhook body accepted (bytes); larger requests get a 413.
+    "WEBHOOK_MAX_BODY_BYTES": env.int("MAILHUB_WEBHOOK_MAX_BODY_BYTES", default=10 * 1024 * 1024),
+    # Suppressions added from bounce/complaint/unsubscribe events apply to
+    # "all" ESPs, or only to the "esp" that reported them.
+    "SUPPRESSION_SCOPE": env.str("MAILHUB_SUPPRESSION_SCOPE", default="all"),
 }
 
 LOGGING = {

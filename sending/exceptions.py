@@ -148,3 +148,12 @@ class AnymailInsecureWebhookWarning(AnymailWarning):
 
 class AnymailDeprecationWarning(AnymailWarning, DeprecationWarning):
     """A feature or name is deprecated and will be removed."""
+
+
+class AnymailWebhookPayloadError(AnymailError, ValueError):
+    """A webhook request authenticated but its payload can't be understood.
+
+    Malformed JSON or form data, missing fields, or a payload meant for
+    another ESP's webhook. Answered with a 400 that says what was wrong; the
+    raw request is kept, so it can be reprocessed after a fix.
+    """

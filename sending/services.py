@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     from .backends.base import AnymailBaseBackend, BasePayload
 
 ACCEPTED_STATUSES = frozenset({"sent", "queued"})
+
+#: Run inside message_record_result's transaction with (record, ESP message
+#: ids) once a send's ids are known. The tracking app registers the hook that
+#: links events which arrived before their message was recorded (imports
+#: point from tracking to sending, never back).
+RESULT_RECORDED_HOOKS: list[Callable[[Message, set[str]], None]] = []
 REFUSED_STATUSES = frozenset({"invalid", "rejected", "suppressed"})
 
 
@@ -148,6 +154,10 @@ def message_record_result(*, record: Message, status: AnymailStatus) -> None:
                 recipients.filter(address__in=addresses).update(
                     send_status=send_status, esp_message_id=esp_message_id
                 )
+        message_ids = {esp_message_id for _, esp_message_id in outcomes if esp_message_id}
+        if message_ids:
+            for hook in RESULT_RECORDED_HOOKS:
+                hook(record, message_ids)
     record.status = aggregate
     record.esp_message_id = message_id
 
@@ -272,13 +282,17 @@ def message_rebuild(*, record: Message) -> EmailMessage:
         email.attach(_rebuilt_attachment(stored, content))
     for attr in ANYMAIL_ATTRS:
         value = getattr(record, attr)
-        if value in (None, "", [], {}) and attr not in ("track_opens", "track_clicks"):
-            continue
-        if value is None:
+        # None (a nullable field) means "not set". An empty merge_data is
+        # meaningful (it asks for a batch send), so only blank strings and
+        # the always-present list/dict fields count as unset when empty.
+        if value is None or (value in ("", [], {}) and attr in _BLANK_MEANS_UNSET):
             continue
         setattr(email, attr, value)
     setattr(email, DEFAULTS_APPLIED_ATTR, True)
     return email
+
+
+_BLANK_MEANS_UNSET = frozenset({"envelope_sender", "template_id", "tags", "metadata"})
 
 
 def _rebuilt_attachment(stored: StoredAttachment, content: bytes) -> Any:

@@ -1,0 +1,11 @@
+"""Tracking webhook URLs: <esp>/tracking/, named <esp>_tracking_webhook (mounted under anymail/)."""
+
+from django.urls import path
+
+from .webhooks.sandbox import SandboxTrackingWebhookView
+
+urlpatterns = [
+    path(
+        "sandbox/tracking/", SandboxTrackingWebhookView.as_view(), name="sandbox_tracking_webhook"
+    ),
+]

@@ -1,0 +1,308 @@
+"""The webhook pipeline every ESP's tracking (and inbound) view shares.
+
+``post`` is the whole pipeline: check the size, authenticate (the shared
+WEBHOOK_SECRET basic auth, then the ESP's own signature), store the raw
+call, parse it (pure: no database), record what it says, send the signals,
+answer. ESP modules supply ``validate_request`` (their signature scheme)
+and ``parse_events``; they never touch the database.
+
+Answers: 401 for missing or wrong basic auth, 403 for a bad ESP signature
+or a stale timestamp, 413 for an oversized body, 400 for a payload that
+can't be understood (the raw call is kept for reprocessing), 503 when the
+raw call can't be stored (so the ESP retries), 200 otherwise. An
+unexpected error in recording is a 500, so the ESP retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from sending.exceptions import (
+    AnymailInsecureWebhookWarning,
+    AnymailWebhookPayloadError,
+    AnymailWebhookValidationFailure,
+)
+from sending.signals import AnymailEvent, tracking
+from sending.utils import (
+    get_anymail_setting,
+    get_mailhub_setting,
+    recording_enabled,
+    redact_headers,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class WebhookBasicAuthFailure(AnymailWebhookValidationFailure):
+    """Missing or wrong shared-secret basic auth (answered 401)."""
+
+
+class AnymailBaseWebhookView(View):
+    """Base for every ESP webhook view: the shared pipeline."""
+
+    #: Display name ("Mailgun"); the stored ESP key is derived from it.
+    esp_name: str = ""
+    #: "tracking" or "inbound".
+    kind: str = "tracking"
+    #: The signal sent once per new event, after it is stored.
+    signal = tracking
+    #: Warn when WEBHOOK_SECRET is unset (False for ESPs that sign every call
+    #: and can't send basic auth).
+    warn_if_no_basic_auth = True
+    #: Extra request headers (lowercase) whose values are secrets.
+    sensitive_headers: tuple[str, ...] = ()
+
+    http_method_names = ["post", "head", "options"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        secrets = get_anymail_setting("webhook_secret", default=[], kwargs=kwargs)
+        if isinstance(secrets, str):
+            secrets = [secrets]
+        self.basic_auth = [self._basic_auth_header(secret) for secret in secrets if secret]
+        if self.warn_if_no_basic_auth and not self.basic_auth:
+            warnings.warn(
+                "Your Anymail webhooks are insecure and open to anyone on the web. "
+                "You should set WEBHOOK_SECRET in your ANYMAIL settings. "
+                "See 'Securing webhooks' in the Anymail docs.",
+                AnymailInsecureWebhookWarning,
+                stacklevel=2,
+            )
+        self.max_body_bytes = get_mailhub_setting("WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+        super().__init__(**kwargs)
+
+    @property
+    def esp_key(self) -> str:
+        return self.esp_name.lower().replace(" ", "_")
+
+    @method_decorator(csrf_exempt)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().dispatch(request, *args, **kwargs)
+
+    def head(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Some ESPs check the URL exists before saving it; answering needs no auth.
+        return HttpResponse()
+
+    # The pipeline
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        too_large = self.check_size(request)
+        if too_large is not None:
+            return too_large
+        try:
+            self.validate_basic_auth(request)
+        except WebhookBasicAuthFailure as err:
+            response = error_response(401, str(err))
+            response["WWW-Authenticate"] = 'Basic realm="mailhub webhook"'
+            return response
+        payload_error = None
+        try:
+            self.validate_request(request)
+        except AnymailWebhookPayloadError as err:
+            # The body is too broken to find the ESP's signature in. It did
+            # pass basic auth, so keep it (below) like any unparsable call.
+            payload_error = err
+        except AnymailWebhookValidationFailure as err:
+            return error_response(403, str(err))
+
+        call = None
+        if recording_enabled():
+            from .. import services
+
+            try:
+                call, already_processed = services.webhook_call_store(
+                    esp=self.esp_key,
+                    kind=self.kind,
+                    method=request.method,
+                    path=request.path,
+                    query_string=request.META.get("QUERY_STRING", ""),
+                    content_type=request.content_type or "",
+                    headers=self.stored_headers(request),
+                    body=request.body,
+                )
+            except DatabaseError:
+                logger.exception("Could not store %s %s webhook call", self.esp_name, self.kind)
+                return error_response(503, "The webhook call could not be stored; please retry.")
+            if already_processed:
+                return JsonResponse(
+                    {"status": "ok", "detail": "duplicate delivery, already processed"}
+                )
+
+        try:
+            if payload_error is not None:
+                raise payload_error
+            result = self.process(request, call)
+        except AnymailWebhookPayloadError as err:
+            if call is not None:
+                from .. import services
+
+                services.webhook_call_mark_failed(call=call, error=str(err))
+            return error_response(400, str(err))
+        return self.success_response(request, result)
+
+    def process(self, request: HttpRequest, call: Any) -> Any:
+        """Parse the request and record what it says; shared by post() and reprocessing."""
+        events = self.parse_events_safely(request)
+        return self.record(events, call)
+
+    def parse_events_safely(self, request: HttpRequest) -> list[AnymailEvent]:
+        """parse_events, with malformed-payload errors turned into AnymailWebhookPayloadError.
+
+        Parsing is pure, so a KeyError or ValueError here means the payload
+        isn't shaped the way this ESP documents it.
+        """
+        try:
+            return self.parse_events(request)
+        except AnymailWebhookPayloadError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+            raise AnymailWebhookPayloadError(
+                f"Malformed {self.esp_name} {self.kind} webhook payload "
+                f"({type(err).__name__}: {err})"
+            ) from err
+
+    def record(self, events: Sequence[AnymailEvent], call: Any) -> list[AnymailEvent]:
+        """Store events (when recording), mark the call processed, then signal each new one."""
+        if call is not None:
+            from .. import services
+
+            with transaction.atomic():
+                new_events = services.events_record(
+                    esp=self.esp_key, events=events, webhook_call=call
+                )
+                services.webhook_call_mark_processed(call=call, event_count=len(new_events))
+        else:
+            new_events = list(events)
+        for event in new_events:
+            self.signal.send(sender=self.__class__, event=event, esp_name=self.esp_name)
+        return new_events
+
+    def success_response(self, request: HttpRequest, result: Any) -> HttpResponse:
+        count = len(result) if isinstance(result, list) else None
+        return JsonResponse({"status": "ok", "events": count})
+
+    # Checks
+
+    def check_size(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "Invalid Content-Length header.")
+        if declared > self.max_body_bytes or len(request.body) > self.max_body_bytes:
+            return error_response(
+                413,
+                f"Webhook body is larger than the {self.max_body_bytes} bytes allowed "
+                f'(MAILHUB["WEBHOOK_MAX_BODY_BYTES"]).',
+            )
+        return None
+
+    def validate_basic_auth(self, request: HttpRequest) -> None:
+        """Check the shared WEBHOOK_SECRET (any of several, for rotation), in constant time."""
+        if not self.basic_auth:
+            return
+        supplied = request.META.get("HTTP_AUTHORIZATION", "")
+        matched = False
+        for expected in self.basic_auth:
+            # compare every secret, so timing doesn't reveal which one matched
+            matched |= hmac.compare_digest(supplied.encode(), expected.encode())
+        if not matched:
+            raise WebhookBasicAuthFailure(
+                "Missing or invalid basic auth in Anymail webhook "
+                f"({self.esp_name}): check WEBHOOK_SECRET and the webhook URL's credentials."
+            )
+
+    def validate_request(self, request: HttpRequest) -> None:
+        """Check the ESP's own signature; raise AnymailWebhookValidationFailure if bad.
+
+        Raise AnymailWebhookPayloadError instead if the body is too malformed
+        to find the signature in (answered 400, the raw call kept). The
+        default accepts any request that passed basic auth (for ESPs that
+        don't sign their webhooks).
+        """
+
+    @staticmethod
+    def _basic_auth_header(secret: str) -> str:
+        return "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+
+    def stored_headers(self, request: HttpRequest) -> dict[str, str]:
+        headers = redact_headers(dict(request.headers))
+        sensitive = {name.lower() for name in self.sensitive_headers}
+        return {
+            name: ("********" if name.lower() in sensitive else value)
+            for name, value in headers.items()
+        }
+
+    # Parsing helpers for ESP modules
+
+    def parse_events(self, request: HttpRequest) -> list[AnymailEvent]:
+        """Return the normalized events in request. Pure: never touches the database."""
+        raise NotImplementedError(f"{self.__class__.__name__} must implement parse_events")
+
+    def parse_json_body(self, request: HttpRequest) -> Any:
+        """The request's JSON body, or AnymailWebhookPayloadError saying why not."""
+        if not request.body:
+            raise AnymailWebhookPayloadError(f"Empty {self.esp_name} webhook body: expected JSON.")
+        try:
+            return json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise AnymailWebhookPayloadError(
+                f"{self.esp_name} webhook body is not valid JSON: {err}"
+            ) from err
+
+    def require_content_type(self, request: HttpRequest, *allowed: str) -> None:
+        if request.content_type not in allowed:
+            raise AnymailWebhookPayloadError(
+                f"{self.esp_name} webhooks are sent as {' or '.join(allowed)}, "
+                f"not {request.content_type or 'no content type'}."
+            )
+
+
+def error_response(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"status": "error", "error": message}, status=status)
+
+
+def check_timestamp(timestamp: Any, tolerance: int, esp_name: str) -> None:
+    """Refuse a signed timestamp outside tolerance seconds of now (a replay)."""
+    try:
+        when = float(timestamp)
+    except (TypeError, ValueError):
+        raise AnymailWebhookValidationFailure(
+            f"{esp_name} webhook has an invalid timestamp."
+        ) from None
+    if when > 1e11:  # milliseconds
+        when /= 1000
+    if abs(time.time() - when) > tolerance:
+        raise AnymailWebhookValidationFailure(
+            f"{esp_name} webhook timestamp is more than {tolerance} seconds old or in the future "
+            "(a replayed request?)."
+        )
+
+
+def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return hmac.compare_digest(a, b)
+
+
+def b64decode_or_none(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
