@@ -36,6 +36,10 @@ def _response_for(path: str) -> tuple[int, dict]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the ESPs' servers do
+    # Buffer the response so headers and body leave in one write: two small
+    # writes on a keep-alive connection stall ~40 ms on Nagle + delayed ACK.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

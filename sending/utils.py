@@ -8,6 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, date, datetime
 from email.mime.base import MIMEBase
 from email.utils import formatdate, getaddresses, parsedate_to_datetime, unquote
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -240,6 +241,13 @@ def normalize_address(addr_spec: str) -> str:
     return addr_spec.strip().lower()
 
 
+@lru_cache(maxsize=4096)
+def _getaddresses(address_list: tuple[str, ...]) -> list[tuple[str, str]]:
+    # Cached: a send parses the same recipients more than once (suppression
+    # check, payload, record), and getaddresses is slow.
+    return getaddresses(address_list)
+
+
 def parse_address_list(address_list: Any, field: str | None = None) -> list[EmailAddress]:
     """Parse addresses into EmailAddress objects, raising AnymailInvalidAddress.
 
@@ -252,7 +260,7 @@ def parse_address_list(address_list: Any, field: str | None = None) -> list[Emai
         return []
 
     address_list = [force_str(address) for address in address_list]
-    name_email_pairs = getaddresses(address_list)
+    name_email_pairs = _getaddresses(tuple(address_list))
     if name_email_pairs == [] and address_list == [""]:
         name_email_pairs = [("", "")]  # reported as invalid below
 
@@ -395,6 +403,7 @@ SENSITIVE_HEADERS = frozenset(
         "Cookie",
         "Set-Cookie",
         "X-Mailgun-Signature",
+        "X-Server-API-Key",
     )
 )
 
