@@ -76,6 +76,14 @@ class Message(models.Model):
     resend_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
     )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for this send (a resend from the admin, API or a command)",
+    )
 
     # The email, as sent (send defaults merged in)
     from_email = models.CharField(max_length=320, blank=True)

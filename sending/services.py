@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
 ACCEPTED_STATUSES = frozenset({"sent", "queued"})
 
+#: Set on an EmailMessage once it is recorded: the id of its Message row.
+RECORD_ID_ATTR = "mailhub_record_id"
+#: Set on a rebuilt EmailMessage by message_resend, read when it is recorded.
+RESEND_OF_ATTR = "_mailhub_resend_of"
+REQUESTED_BY_ATTR = "_mailhub_requested_by"
+
 #: Run inside message_record_result's transaction with (record, ESP message
 #: ids) once a send's ids are known. The tracking app registers the hook that
 #: links events which arrived before their message was recorded (imports
@@ -60,6 +66,8 @@ def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -
     now = timezone.now()
 
     record = Message(
+        resend_of_id=getattr(message, RESEND_OF_ATTR, None),
+        requested_by_id=getattr(message, REQUESTED_BY_ATTR, None),
         created_at=now,
         updated_at=now,
         backend=backend.backend_path,
@@ -126,6 +134,7 @@ def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -
                     for position, attachment in enumerate(attachments)
                 ]
             )
+    setattr(message, RECORD_ID_ATTR, record.pk)
     return record
 
 
@@ -321,6 +330,34 @@ def _rebuilt_attachment(stored: StoredAttachment, content: bytes) -> Any:
     if stored.content_id:
         part.add_header("Content-ID", stored.content_id)
     return part
+
+
+def message_resend(
+    *, record: Message, backend_path: str | None = None, requested_by: Any = None
+) -> Message:
+    """Send a stored message again, as a new Message linked by resend_of.
+
+    Goes through the whole send pipeline of the original backend (or of
+    backend_path), so suppression applies and the outcome is recorded.
+    Returns the new record; the send's own errors (AnymailAPIError,
+    AnymailRecipientsRefused...) reach the caller after it is recorded.
+    """
+    from django.utils.module_loading import import_string
+
+    email = message_rebuild(record=record)
+    setattr(email, RESEND_OF_ATTR, record.pk)
+    setattr(email, REQUESTED_BY_ATTR, getattr(requested_by, "pk", requested_by))
+    backend = import_string(backend_path or record.backend)()
+    try:
+        backend.send_messages([email])
+    finally:
+        new_id = getattr(email, RECORD_ID_ATTR, None)
+    if new_id is None:
+        raise ValueError(
+            f"Resending message {record.pk} recorded nothing: the send was cancelled, "
+            "or recording is off (MAILHUB['STORE'])."
+        )
+    return Message.objects.get(pk=new_id)
 
 
 # ---------------------------------------------------------------------------

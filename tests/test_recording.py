@@ -304,3 +304,32 @@ def test_suppression_add_normalizes_and_updates():
 def test_suppression_add_rejects_non_address():
     with pytest.raises(ValueError, match="Not an email address"):
         suppression_add(address="nobody")
+
+
+# Resending
+
+
+def test_resend_records_a_new_message_linked_to_the_original(admin_user):
+    from sending.services import message_resend
+
+    original = full_message()
+    test_backend.EmailBackend().send_messages([original])
+    first = Message.objects.get()
+    resent = message_resend(record=first, requested_by=admin_user)
+    assert resent.pk != first.pk
+    assert (resent.resend_of, resent.requested_by, resent.status) == (first, admin_user, "sent")
+    assert resent.subject == first.subject and resent.to == first.to
+    assert resent.attachments.count() == 2
+
+
+def test_resend_through_another_backend_still_applies_suppression():
+    from sending.services import message_resend
+
+    test_backend.EmailBackend().send_messages([full_message()])
+    first = Message.objects.get()
+    suppression_add(address="bob@example.com", reason="bounced")
+    resent = message_resend(record=first, backend_path="sending.backends.sandbox.EmailBackend")
+    assert resent.esp == "sandbox"
+    statuses = dict(resent.recipients.values_list("address", "send_status"))
+    assert statuses["bob@example.com"] == "suppressed"
+    assert statuses["ann@example.com"] == "queued"
