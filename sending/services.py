@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -431,3 +432,138 @@ __all__ = [
     "suppression_add",
     "suppression_remove",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Suppression lists as CSV
+
+SUPPRESSION_CSV_COLUMNS = ("address", "reason", "esp", "expires_at", "note")
+
+
+@dataclass
+class SuppressionImportResult:
+    """What an import did: rows added or updated, and each bad row with its line number."""
+
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def suppressions_import_csv(
+    *,
+    lines: Iterable[str],
+    source: str = SuppressionSource.IMPORT,
+    created_by: Any = None,
+    dry_run: bool = False,
+    max_rows: int = 100_000,
+) -> SuppressionImportResult:
+    """Import suppressions from CSV text with a header row (address required; reason,
+    esp, expires_at (ISO 8601), note optional).
+
+    Every row is checked first; if any row is bad nothing is written and each
+    bad row is reported with its line number. With dry_run nothing is written.
+    """
+    import csv
+
+    from django.utils.dateparse import parse_datetime
+
+    result = SuppressionImportResult()
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames or "address" not in [name.strip() for name in reader.fieldnames]:
+        result.errors.append((1, "The header row must include an 'address' column."))
+        return result
+    valid_reasons = set(SuppressionReason.values)
+    rows: dict[tuple[str, str], dict] = {}
+    for number, row in enumerate(reader, start=2):
+        if number - 1 > max_rows:
+            result.errors.append((number, f"Too many rows: at most {max_rows} per import."))
+            break
+        row = {(key or "").strip(): (value or "").strip() for key, value in row.items()}
+        address = normalize_address(row.get("address", ""))
+        reason = row.get("reason") or SuppressionReason.MANUAL
+        expires_text = row.get("expires_at", "")
+        expires_at = None
+        if "@" not in address or address.startswith("@") or address.endswith("@"):
+            result.errors.append((number, f"Not an email address: {row.get('address', '')!r}"))
+            continue
+        if reason not in valid_reasons:
+            result.errors.append(
+                (number, f"Unknown reason {reason!r} (one of: {', '.join(sorted(valid_reasons))})")
+            )
+            continue
+        if expires_text:
+            try:
+                expires_at = parse_datetime(expires_text)
+            except ValueError:
+                expires_at = None
+            if expires_at is None:
+                result.errors.append(
+                    (number, f"expires_at is not an ISO 8601 datetime: {expires_text!r}")
+                )
+                continue
+            if timezone.is_naive(expires_at):
+                expires_at = timezone.make_aware(expires_at, timezone.utc)
+        rows[(address, row.get("esp", ""))] = {
+            "reason": reason,
+            "expires_at": expires_at,
+            "note": row.get("note", ""),
+        }
+    if result.errors or dry_run:
+        if dry_run and not result.errors:
+            existing = _existing_suppressions(rows)
+            result.updated = len(existing)
+            result.created = len(rows) - len(existing)
+        return result
+    with transaction.atomic():
+        existing = _existing_suppressions(rows)
+        for (address, esp), values in rows.items():
+            Suppression.objects.update_or_create(
+                address=address,
+                esp=esp,
+                defaults={**values, "source": source, "created_by": created_by},
+            )
+        result.updated = len(existing)
+        result.created = len(rows) - len(existing)
+    return result
+
+
+def _existing_suppressions(rows: dict[tuple[str, str], dict]) -> set[tuple[str, str]]:
+    addresses = {address for address, _ in rows}
+    return {
+        pair
+        for pair in Suppression.objects.filter(address__in=addresses).values_list("address", "esp")
+        if pair in rows
+    }
+
+
+def suppressions_export_csv(*, suppressions: Iterable[Suppression], out: Any) -> int:
+    """Write suppressions as CSV (the import format) to the text stream out; return rows."""
+    import csv
+
+    writer = csv.writer(out)
+    writer.writerow([*SUPPRESSION_CSV_COLUMNS, "source", "created_at"])
+    count = 0
+    for suppression in suppressions:
+        writer.writerow(
+            [
+                suppression.address,
+                suppression.reason,
+                suppression.esp,
+                suppression.expires_at.isoformat() if suppression.expires_at else "",
+                suppression.note,
+                suppression.source,
+                suppression.created_at.isoformat(),
+            ]
+        )
+        count += 1
+    return count
+
+
+def suppression_expire(*, suppression: Suppression, when: datetime | None = None) -> None:
+    """End a suppression (now, or at when) without deleting its history."""
+    suppression.expires_at = when or timezone.now()
+    suppression.save(update_fields=["expires_at"])
