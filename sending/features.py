@@ -129,6 +129,11 @@ def _probe_message(feature: Feature, template_id: str | None = None) -> AnymailM
         to=["to@example.com", "to2@example.com"],
     )
     feature.apply(message)
+    if template_id is not None or feature.needs_template:
+        # As documented for stored templates: the template supplies the
+        # subject and body (many ESPs refuse both at once).
+        message.subject = None
+        message.body = ""
     if template_id is not None:
         message.template_id = template_id
     return message
@@ -152,6 +157,10 @@ def probe_backend(backend_path: str) -> EspFeatures:
     for feature in FEATURES:
         if _builds(backend, _probe_message(feature)):
             support[feature.key] = LIMITED if feature.key in limits else YES
+        elif feature.key in limits:
+            # Supported under conditions the probe doesn't meet (a setting,
+            # a plan): the limit note says which.
+            support[feature.key] = LIMITED
         elif feature.key != "template_id" and _builds(
             backend, _probe_message(feature, template_id="123")
         ):

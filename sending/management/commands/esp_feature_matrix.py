@@ -26,11 +26,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--check", action="store_true", help="Fail if README.md is stale.")
-        parser.add_argument("--stdout", action="store_true", help="Print the matrix only.")
+        parser.add_argument(
+            "--print", action="store_true", dest="print_only", help="Print the matrix only."
+        )
 
-    def handle(self, *args, check: bool, stdout: bool, **options):
+    def handle(self, *args, check: bool, print_only: bool, **options):
         matrix = feature_matrix_markdown()
-        if stdout:
+        if print_only:
             self.stdout.write(matrix, ending="")
             return
         path = Path(settings.BASE_DIR) / "README.md"
