@@ -168,6 +168,12 @@ MAILHUB = {
     "STORE_CONTENT": env.bool("MAILHUB_STORE_CONTENT", default=True),
     # Largest webhook body accepted (bytes); larger requests get a 413.
     "WEBHOOK_MAX_BODY_BYTES": env.int("MAILHUB_WEBHOOK_MAX_BODY_BYTES", default=10 * 1024 * 1024),
+    # Inbound mail: largest webhook body and largest single attachment (bytes);
+    # larger ones get a 413.
+    "INBOUND_MAX_BODY_BYTES": env.int("MAILHUB_INBOUND_MAX_BODY_BYTES", default=40 * 1024 * 1024),
+    "INBOUND_MAX_ATTACHMENT_BYTES": env.int(
+        "MAILHUB_INBOUND_MAX_ATTACHMENT_BYTES", default=25 * 1024 * 1024
+    ),
     # Suppressions added from bounce/complaint/unsubscribe events apply to
     # "all" ESPs, or only to the "esp" that reported them.
     "SUPPRESSION_SCOPE": env.str("MAILHUB_SUPPRESSION_SCOPE", default="all"),

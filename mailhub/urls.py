@@ -10,4 +10,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("anymail/", include("tracking.urls")),
+    path("anymail/", include("inbound.urls")),
 ]

@@ -65,6 +65,9 @@ class AnymailBaseWebhookView(View):
     #: Warn when WEBHOOK_SECRET is unset (False for ESPs that sign every call
     #: and can't send basic auth).
     warn_if_no_basic_auth = True
+    #: The MAILHUB setting that caps the body size (named in the 413 answer).
+    max_body_setting = "WEBHOOK_MAX_BODY_BYTES"
+    default_max_body_bytes = DEFAULT_MAX_BODY_BYTES
     #: Extra request headers (lowercase) whose values are secrets.
     sensitive_headers: tuple[str, ...] = ()
 
@@ -83,7 +86,9 @@ class AnymailBaseWebhookView(View):
                 AnymailInsecureWebhookWarning,
                 stacklevel=2,
             )
-        self.max_body_bytes = get_mailhub_setting("WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+        self.max_body_bytes = get_mailhub_setting(
+            self.max_body_setting, self.default_max_body_bytes
+        )
         super().__init__(**kwargs)
 
     @property
@@ -152,7 +157,7 @@ class AnymailBaseWebhookView(View):
                 from .. import services
 
                 services.webhook_call_mark_failed(call=call, error=str(err))
-            return error_response(400, str(err))
+            return error_response(getattr(err, "http_status", 400), str(err))
         return self.success_response(request, result)
 
     def process(self, request: HttpRequest, call: Any) -> Any:
@@ -207,7 +212,7 @@ class AnymailBaseWebhookView(View):
             return error_response(
                 413,
                 f"Webhook body is larger than the {self.max_body_bytes} bytes allowed "
-                f'(MAILHUB["WEBHOOK_MAX_BODY_BYTES"]).',
+                f'(MAILHUB["{self.max_body_setting}"]).',
             )
         return None
 

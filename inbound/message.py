@@ -1,0 +1,283 @@
+"""AnymailInboundMessage: a received email, on Python's email package (modern policy).
+
+Everything in it came from outside: never trust filenames, content types
+or HTML. Header values are decoded (RFC 2047), filenames too (RFC 2231),
+and bodies in any charset Python knows; an unknown or wrong charset falls
+back to replacement characters rather than failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from email import message_from_bytes, message_from_string
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime, unquote
+from typing import Any, BinaryIO
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from sending.utils import EmailAddress, parse_address_list
+
+
+class AnymailInboundMessage(EmailMessage):
+    """A received email: Python's EmailMessage plus the documented conveniences."""
+
+    def __init__(self, policy: Any = default_policy) -> None:
+        super().__init__(policy=policy)
+        self.envelope_sender: str | None = None
+        self.envelope_recipient: str | None = None
+        self.spam_detected: bool | None = None
+        self.spam_score: float | None = None
+        self.stripped_text: str | None = None
+        self.stripped_html: str | None = None
+
+    # Parsing
+
+    @classmethod
+    def parse_raw_mime(cls, s: str) -> AnymailInboundMessage:
+        """Parse a complete RFC 5322 message given as text."""
+        return message_from_string(s, _class=cls, policy=default_policy)
+
+    @classmethod
+    def parse_raw_mime_bytes(cls, b: bytes) -> AnymailInboundMessage:
+        """Parse a complete RFC 5322 message given as bytes."""
+        return message_from_bytes(b, _class=cls, policy=default_policy)
+
+    @classmethod
+    def parse_raw_mime_file(cls, fp: BinaryIO) -> AnymailInboundMessage:
+        """Parse a complete RFC 5322 message from a binary file."""
+        from email.parser import BytesParser
+
+        return BytesParser(_class=cls, policy=default_policy).parse(fp)
+
+    @classmethod
+    def construct(
+        cls,
+        raw_headers: str | None = None,
+        from_email: str | None = None,
+        to: str | None = None,
+        cc: str | None = None,
+        subject: str | None = None,
+        headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+        text: str | None = None,
+        text_charset: str = "utf-8",
+        html: str | None = None,
+        html_charset: str = "utf-8",
+        attachments: Iterable[EmailMessage] | None = None,
+    ) -> AnymailInboundMessage:
+        """Build a message from parts (for ESPs that post parsed fields, and for tests).
+
+        raw_headers, if given, are parsed as the message's headers; the other
+        header arguments are added when the raw headers don't have them.
+        attachments are MIME parts, e.g. from construct_attachment().
+        """
+        if raw_headers is not None:
+            msg = cls.parse_raw_mime(raw_headers.rstrip("\r\n") + "\n\n")
+            msg.set_payload(None)
+        else:
+            msg = cls()
+        if headers is not None:
+            items = headers.items() if isinstance(headers, dict) else headers
+            for name, value in items:
+                msg[name] = value
+        for name, value in (("From", from_email), ("To", to), ("Cc", cc), ("Subject", subject)):
+            if value is not None and name not in msg:
+                msg[name] = value
+
+        body_parts = []
+        if text is not None:
+            body_parts.append(_text_part("plain", text, text_charset))
+        if html is not None:
+            body_parts.append(_text_part("html", html, html_charset))
+        attachments = list(attachments or [])
+
+        # Keep any structural headers out of the way: the parts decide them.
+        for name in ("Content-Type", "Content-Transfer-Encoding", "MIME-Version"):
+            del msg[name]
+        msg["MIME-Version"] = "1.0"
+        if len(body_parts) == 1 and not attachments:
+            _adopt(msg, body_parts[0])
+        else:
+            if len(body_parts) > 1:
+                alternative = cls()
+                alternative.set_type("multipart/alternative")
+                del alternative["MIME-Version"]
+                for part in body_parts:
+                    alternative.attach(part)
+                body_parts = [alternative]
+            if attachments:
+                msg.set_type("multipart/mixed")
+                for part in [*body_parts, *attachments]:
+                    msg.attach(part)
+            elif body_parts:
+                _adopt(msg, body_parts[0])
+        return msg
+
+    @classmethod
+    def construct_attachment(
+        cls,
+        content_type: str,
+        content: bytes | str,
+        charset: str | None = None,
+        filename: str | None = None,
+        content_id: str | None = None,
+        inline: bool = False,
+    ) -> AnymailInboundMessage:
+        """Build an attachment part (bytes are base64-encoded; str is text)."""
+        part = cls()
+        maintype, _, subtype = content_type.partition("/")
+        if isinstance(content, str):
+            part.set_content(content, subtype=subtype or "plain", charset=charset or "utf-8")
+            if maintype != "text":
+                part.set_type(content_type)
+        else:
+            part.set_content(
+                content, maintype=maintype or "application", subtype=subtype or "octet-stream"
+            )
+        del part["Content-Disposition"]
+        disposition = "inline" if inline else "attachment"
+        if filename:
+            part.add_header("Content-Disposition", disposition, filename=filename)
+        else:
+            part.add_header("Content-Disposition", disposition)
+        if content_id:
+            cid = content_id if content_id.startswith("<") else f"<{content_id}>"
+            part["Content-ID"] = cid
+        return part
+
+    # Addresses and headers
+
+    def get_address_header(self, header: str) -> list[EmailAddress]:
+        """Parsed addresses from every header named header; [] if missing or invalid."""
+        values = [str(value) for value in (self.get_all(header) or [])]
+        if not values:
+            return []
+        try:
+            return parse_address_list(values)
+        except ValueError:
+            return []
+
+    def get_date_header(self, header: str) -> datetime | None:
+        """The header parsed as a datetime, or None if missing or invalid."""
+        value = self.get(header)
+        if value is None:
+            return None
+        try:
+            return parsedate_to_datetime(str(value))
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    @property
+    def from_email(self) -> EmailAddress | None:
+        addresses = self.get_address_header("From")
+        return addresses[0] if len(addresses) == 1 else None
+
+    @property
+    def to(self) -> list[EmailAddress]:
+        return self.get_address_header("To")
+
+    @property
+    def cc(self) -> list[EmailAddress]:
+        return self.get_address_header("Cc")
+
+    @property
+    def subject(self) -> str | None:
+        value = self.get("Subject")
+        return None if value is None else str(value)
+
+    @property
+    def date(self) -> datetime | None:
+        return self.get_date_header("Date")
+
+    # Bodies and attachments
+
+    @property
+    def text(self) -> str | None:
+        return self._get_body_text("text/plain")
+
+    @property
+    def html(self) -> str | None:
+        return self._get_body_text("text/html")
+
+    def _get_body_text(self, content_type: str) -> str | None:
+        for part in self.walk():
+            if part.get_content_type() == content_type and not part.is_attachment():
+                return part.get_content_text()
+        return None
+
+    @property
+    def attachments(self) -> list[AnymailInboundMessage]:
+        """Every non-inline attachment."""
+        return [part for part in self.walk() if part.is_attachment()]
+
+    @property
+    def inline_attachments(self) -> dict[str, AnymailInboundMessage]:
+        """Inline parts by Content-ID (without angle brackets)."""
+        return self.content_id_map
+
+    @property
+    def content_id_map(self) -> dict[str, AnymailInboundMessage]:
+        """Inline parts by Content-ID (without angle brackets): for cid: references."""
+        found = {}
+        for part in self.walk():
+            if part.is_inline_attachment() and part["Content-ID"]:
+                found[unquote(str(part["Content-ID"]).strip())] = part
+        return found
+
+    def is_attachment(self) -> bool:
+        return self.get_content_disposition() == "attachment"
+
+    def is_inline_attachment(self) -> bool:
+        """An inline part that isn't the message body: an image referenced by cid:, usually."""
+        if self.get_content_disposition() == "inline":
+            return True
+        # A part with a Content-ID and no disposition inside multipart/related
+        return (
+            self.get_content_disposition() is None
+            and "Content-ID" in self
+            and not self.is_multipart()
+            and self.get_content_maintype() != "text"
+        )
+
+    is_inline = is_inline_attachment
+
+    def get_content_bytes(self) -> bytes:
+        """The decoded content (base64 and quoted-printable undone)."""
+        payload = self.get_payload(decode=True)
+        if payload is None:  # a multipart or message/rfc822 part
+            return self.as_bytes()
+        return payload
+
+    def get_content_text(self, charset: str | None = None, errors: str = "replace") -> str:
+        """The content decoded to text, in the declared (or given) charset."""
+        content = self.get_content_bytes()
+        charset = charset or self.get_content_charset() or "utf-8"
+        try:
+            return content.decode(charset, errors=errors)
+        except LookupError:  # a charset Python doesn't know
+            return content.decode("utf-8", errors=errors)
+
+    def as_uploaded_file(self) -> SimpleUploadedFile:
+        """The attachment as a Django UploadedFile (for a FileField)."""
+        return SimpleUploadedFile(
+            self.get_filename() or "attachment",
+            self.get_content_bytes(),
+            self.get_content_type(),
+        )
+
+
+def _text_part(subtype: str, content: str, charset: str) -> AnymailInboundMessage:
+    part = AnymailInboundMessage()
+    part.set_content(content, subtype=subtype, charset=charset)
+    del part["MIME-Version"]
+    return part
+
+
+def _adopt(msg: AnymailInboundMessage, part: AnymailInboundMessage) -> None:
+    """Make msg's own body the single part given."""
+    for name in ("Content-Type", "Content-Transfer-Encoding"):
+        if name in part:
+            msg[name] = part[name]
+    msg.set_payload(part.get_payload())
