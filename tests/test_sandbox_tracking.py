@@ -8,8 +8,8 @@ from sending.backends.sandbox import EmailBackend
 from sending.message import AnymailMessage
 from sending.models import Recipient, Suppression
 from sending.signals import tracking
-from tracking.models import Event, WebhookCall
 from tests.webhook_contract import EventSpec, TrackingWebhookContract
+from tracking.models import Event, WebhookCall
 
 pytestmark = pytest.mark.django_db
 
