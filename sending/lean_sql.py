@@ -21,13 +21,18 @@ from django.db.models import Model
 
 
 @cache
-def _insert_sql(model: type[Model], vendor: str, rows: int, returning: bool) -> str:
+def _insert_sql(
+    model: type[Model], vendor: str, rows: int, returning: bool, ignore_conflicts: bool = False
+) -> str:
     connection = _connection_for(model)
     quote = connection.ops.quote_name
     fields = _insert_fields(model)
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+    if ignore_conflicts:
+        # The same syntax in SQLite (3.24+) and PostgreSQL
+        sql += " ON CONFLICT DO NOTHING"
     if returning:
         sql += f" RETURNING {quote(model._meta.pk.column)}"
     return sql
@@ -65,8 +70,14 @@ def _connection_for(model: type[Model]) -> Any:
     return connections[router.db_for_write(model)]
 
 
-def insert(objs: Sequence[Model], *, returning_pk: bool = False) -> None:
-    """INSERT objs (all of one model) in one statement; set obj.pk if returning_pk."""
+def insert(
+    objs: Sequence[Model], *, returning_pk: bool = False, ignore_conflicts: bool = False
+) -> None:
+    """INSERT objs (all of one model) in one statement; set obj.pk if returning_pk.
+
+    With ignore_conflicts, rows that would break a unique constraint are
+    skipped (their pk is not set).
+    """
     if not objs:
         return
     model = type(objs[0])
@@ -77,8 +88,10 @@ def insert(objs: Sequence[Model], *, returning_pk: bool = False) -> None:
         params.extend(
             field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
         )
+    if ignore_conflicts and returning_pk:
+        raise ValueError("insert() can't return pks of rows it may skip")
     returning = returning_pk and connection.features.can_return_columns_from_insert
-    sql = _insert_sql(model, connection.vendor, len(objs), returning)
+    sql = _insert_sql(model, connection.vendor, len(objs), returning, ignore_conflicts)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
@@ -142,3 +155,91 @@ def update(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def update_objects(objs: Iterable[Model], field_names: Sequence[str]) -> None:
+    """Write field_names of each obj back to its row: one UPDATE per object.
+
+    For the few-to-hundreds of rows a webhook call touches, this is far
+    cheaper than QuerySet.bulk_update's CASE expressions.
+    """
+    field_names = tuple(field_names)
+    for obj in objs:
+        meta = obj._meta
+        update(
+            type(obj),
+            {name: getattr(obj, meta.get_field(name).attname) for name in field_names},
+            where={"id": obj.pk},
+        )
+
+
+def _where_sql(
+    model: type[Model],
+    connection: Any,
+    where: dict[str, Any],
+    where_in: Sequence[tuple[str, Sequence[Any]]],
+) -> tuple[str, list[Any]]:
+    quote = connection.ops.quote_name
+    meta = model._meta
+    conditions, params = [], []
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_value(value, connection))
+    for name, values in where_in:
+        field = meta.get_field(name)
+        conditions.append(f"{quote(field.column)} IN ({', '.join(['%s'] * len(values))})")
+        params.extend(field.get_db_prep_value(value, connection) for value in values)
+    return " AND ".join(conditions) or "1 = 1", params
+
+
+def select_column(
+    model: type[Model],
+    column: str,
+    *,
+    where: dict[str, Any],
+    where_in: Sequence[tuple[str, Sequence[Any]]] = (),
+    order_by_pk_desc: bool = False,
+    limit: int | None = None,
+) -> list[Any]:
+    """SELECT one column's raw values WHERE field = value AND field IN (...)."""
+    connection = connections[router.db_for_read(model)]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    conditions, params = _where_sql(model, connection, where, where_in)
+    selected = quote(meta.get_field(column).column)
+    sql = f"SELECT {selected} FROM {quote(meta.db_table)} WHERE {conditions}"
+    if order_by_pk_desc:
+        sql += f" ORDER BY {quote(meta.pk.column)} DESC"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def select_objects(
+    model: type[Model],
+    *,
+    where: dict[str, Any],
+    where_in: Sequence[tuple[str, Sequence[Any]]] = (),
+    for_update: bool = False,
+) -> list[Model]:
+    """Model instances WHERE field = value AND field IN (...), in pk order.
+
+    Through Manager.raw(), so values get the same conversions as the ORM's
+    (aware datetimes, JSON), without its query building. for_update locks
+    the rows where the database can (PostgreSQL), inside a transaction.
+    """
+    connection = connections[router.db_for_write(model)]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    conditions, params = _where_sql(model, connection, where, where_in)
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {conditions} "
+        f"ORDER BY {quote(meta.pk.column)}"
+    )
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return list(model._default_manager.db_manager(connection.alias).raw(sql, params))

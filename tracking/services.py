@@ -22,6 +22,7 @@ from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from sending import lean_sql
 from sending.models import Message, Recipient, Suppression, SuppressionReason, SuppressionSource
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import get_mailhub_setting, normalize_address
@@ -58,10 +59,15 @@ def webhook_call_store(
     retry of a delivery we handled: nothing new is stored.
     """
     sha256 = hashlib.sha256(body).hexdigest()
-    existing = (
-        WebhookCall.objects.filter(esp=esp, kind=kind, body_sha256=sha256).order_by("-id").first()
+    existing_ids = lean_sql.select_column(
+        WebhookCall,
+        "id",
+        where={"esp": esp, "kind": kind, "body_sha256": sha256},
+        order_by_pk_desc=True,
+        limit=1,
     )
-    if existing is not None:
+    if existing_ids:
+        existing = WebhookCall.objects.get(pk=existing_ids[0])
         return existing, existing.status == WebhookCallStatus.PROCESSED
 
     call = WebhookCall(
@@ -79,18 +85,22 @@ def webhook_call_store(
         call.body = body
     else:
         call.body_file.save(sha256, ContentFile(body), save=False)
-    call.save(force_insert=True)
+    lean_sql.insert([call], returning_pk=True)
     return call, False
 
 
 def webhook_call_mark_processed(*, call: WebhookCall, event_count: int) -> None:
     now = timezone.now()
-    WebhookCall.objects.filter(pk=call.pk).update(
-        status=WebhookCallStatus.PROCESSED,
-        error="",
-        processed_at=now,
-        event_count=event_count,
-        attempts=call.attempts + 1,
+    lean_sql.update(
+        WebhookCall,
+        {
+            "status": WebhookCallStatus.PROCESSED,
+            "error": "",
+            "processed_at": now,
+            "event_count": event_count,
+            "attempts": call.attempts + 1,
+        },
+        where={"id": call.pk},
     )
     call.status, call.processed_at, call.event_count = WebhookCallStatus.PROCESSED, now, event_count
     call.attempts += 1
@@ -156,8 +166,8 @@ def events_record(
             },
         )
         known = set(
-            Event.objects.filter(esp=esp, dedupe_key__in=list(by_key)).values_list(
-                "dedupe_key", flat=True
+            lean_sql.select_column(
+                Event, "dedupe_key", where={"esp": esp}, where_in=[("dedupe_key", list(by_key))]
             )
         )
         new = {key: event for key, event in by_key.items() if key not in known}
@@ -171,7 +181,8 @@ def events_record(
             rows.append(_event_row(esp, key, event, address, recipient, webhook_call))
             if recipient is not None:
                 applied[recipient.pk].append(event)
-        Event.objects.bulk_create(rows, ignore_conflicts=True)
+        # Conflicts: the same event stored by a concurrent call since the check above
+        lean_sql.insert(rows, ignore_conflicts=True)
         _advance(recipients, applied)
         _suppress_from_events(esp, new.values())
     return list(new.values())
@@ -199,7 +210,7 @@ def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
                 orphan.recipient = recipient
                 linked.append(orphan)
                 applied[recipient.pk].append(orphan)
-        Event.objects.bulk_update(linked, ["recipient"])
+        lean_sql.update_objects(linked, ["recipient"])
         _advance(recipients, applied)
     return len(linked)
 
@@ -228,10 +239,11 @@ def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
         return {}
     message_ids = {message_id for message_id, _ in pairs}
     addresses = {address for _, address in pairs}
-    found = (
-        Recipient.objects.select_for_update()
-        .filter(esp=esp, esp_message_id__in=message_ids, address__in=addresses)
-        .order_by("pk")
+    found = lean_sql.select_objects(
+        Recipient,
+        where={"esp": esp},
+        where_in=[("esp_message_id", sorted(message_ids)), ("address", sorted(addresses))],
+        for_update=True,
     )
     return {
         (recipient.esp_message_id, recipient.address): recipient
@@ -243,8 +255,7 @@ def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
 def _advance(recipients: dict[tuple[str, str], Recipient], applied: dict[int, list]) -> None:
     by_pk = {recipient.pk: recipient for recipient in recipients.values()}
     changed = [by_pk[pk] for pk, events in applied.items() if apply_events(by_pk[pk], events)]
-    if changed:
-        Recipient.objects.bulk_update(changed, list(STATE_FIELDS))
+    lean_sql.update_objects(changed, STATE_FIELDS)
 
 
 def _event_row(
@@ -410,3 +421,86 @@ def rebuild_request(call: WebhookCall) -> Any:
     if call.content_type and "CONTENT_TYPE" not in environ:
         environ["CONTENT_TYPE"] = call.content_type
     return WSGIRequest(environ)
+
+
+# ---------------------------------------------------------------------------
+# Erasure ("forget me" requests)
+
+
+def events_forget(*, address: str) -> dict[str, int]:
+    """Redact address from its tracking events and the raw webhook calls they came from.
+
+    Each event for address loses the address, its raw ``esp_event``, user
+    agent and click URL, and has the address scrubbed from its description
+    and MTA response. The stored bodies of the webhook calls those events
+    were parsed from have the address (plain or URL-encoded) replaced by
+    "[forgotten]"; large bodies kept as files are rewritten once the
+    transaction commits. A call keeps its body_sha256, so an ESP retrying
+    the same delivery is still recognized.
+
+    Returns counts: events, webhook_calls.
+    """
+    from functools import partial
+
+    from sending.services import FORGOTTEN, _scrub
+
+    normalized = normalize_address(address)
+    if "@" not in normalized:
+        raise ValueError(f"Not an email address: {address!r}")
+    with transaction.atomic():
+        events = list(
+            Event.objects.filter(recipient_address=normalized).only(
+                "pk", "description", "mta_response", "webhook_call_id"
+            )
+        )
+        call_ids = {event.webhook_call_id for event in events if event.webhook_call_id}
+        for event in events:
+            event.recipient_address = FORGOTTEN
+            event.esp_event = None
+            event.user_agent = ""
+            event.click_url = ""
+            event.description = _scrub(event.description, normalized)
+            event.mta_response = _scrub(event.mta_response, normalized)
+        Event.objects.bulk_update(
+            events,
+            ["recipient_address", "esp_event", "user_agent", "click_url", "description",
+             "mta_response"],
+            batch_size=500,
+        )  # fmt: skip
+
+        calls = 0
+        for call in WebhookCall.objects.filter(pk__in=call_ids).order_by("pk"):
+            body = call.get_body()
+            scrubbed = _scrub_body(body, normalized)
+            if scrubbed == body:
+                continue
+            calls += 1
+            if call.body_file:
+                transaction.on_commit(partial(_rewrite_body_file, call.body_file.name, normalized))
+            else:
+                WebhookCall.objects.filter(pk=call.pk).update(
+                    body=scrubbed, body_size=len(scrubbed)
+                )
+    return {"events": len(events), "webhook_calls": calls}
+
+
+def _scrub_body(body: bytes, normalized: str) -> bytes:
+    import re
+    from urllib.parse import quote, quote_plus
+
+    from sending.services import FORGOTTEN
+
+    forms = {normalized, quote(normalized, safe=""), quote_plus(normalized, safe="")}
+    pattern = b"|".join(re.escape(form.encode()) for form in sorted(forms, key=len, reverse=True))
+    return re.sub(pattern, FORGOTTEN.encode(), body, flags=re.IGNORECASE)
+
+
+def _rewrite_body_file(name: str, normalized: str) -> None:
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(name, "rb") as file:
+        body = file.read()
+    scrubbed = _scrub_body(body, normalized)
+    if scrubbed != body:
+        default_storage.delete(name)
+        default_storage.save(name, ContentFile(scrubbed))
