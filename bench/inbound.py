@@ -39,7 +39,10 @@ def build_message(total_bytes: int, attachments: int) -> bytes:
     each = int(total_bytes * 3 / 4 / attachments)
     for index in range(attachments):
         msg.add_attachment(
-            os.urandom(each), maintype="application", subtype="octet-stream", filename=f"part{index}.bin"
+            os.urandom(each),
+            maintype="application",
+            subtype="octet-stream",
+            filename=f"part{index}.bin",
         )
     return msg.as_bytes(policy=SMTP)
 
@@ -73,7 +76,7 @@ def main() -> None:
     auth = "Basic " + base64.b64encode(b"bench:secret").decode()
     client = Client()
 
-    print(f"bench/inbound.py  attachments={args.attachments}  (peak = tracemalloc peak while handling)")
+    print(f"bench/inbound.py  attachments={args.attachments}  (peak: tracemalloc, while handling)")
     print(f"{'message':>10}{'size MB':>10}{'peak MB':>10}{'peak/size':>11}{'seconds':>10}")
     for size_mb in [float(size) for size in args.sizes.split(",")]:
         raw = build_message(int(size_mb * 1024 * 1024), args.attachments)
@@ -96,7 +99,8 @@ def main() -> None:
         assert stored.attachments.count() == args.attachments
         size = len(raw) / 1024 / 1024
         peak_mb = (peak - baseline) / 1024 / 1024
-        print(f"{size_mb:>8.0f}MB{size:>10.1f}{peak_mb:>10.1f}{peak_mb / size:>10.1f}x{elapsed:>10.2f}")
+        ratio = peak_mb / size
+        print(f"{size_mb:>8.0f}MB{size:>10.1f}{peak_mb:>10.1f}{ratio:>10.1f}x{elapsed:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,9 @@ def run_mode(args, store: bool, workdir: str) -> dict[str, tuple[float, float, f
     port = free_port()
     server = start_gunicorn(env, port, args.workers)
     try:
-        drive(port, "/anymail/mailgun/tracking/", [mailgun_body(i, args.messages) for i in range(20)])
+        drive(
+            port, "/anymail/mailgun/tracking/", [mailgun_body(i, args.messages) for i in range(20)]
+        )
         single = [mailgun_body(i, args.messages) for i in range(args.single)]
         started = time.perf_counter()
         single_latency = drive(port, "/anymail/mailgun/tracking/", single)
@@ -223,7 +225,8 @@ def main() -> None:
     on = run_mode(args, store=True, workdir=workdir)
     print(
         f"\nbench/webhooks.py  gunicorn workers={args.workers}  "
-        f"database={'PostgreSQL' if args.database else 'SQLite'}  seeded messages={args.messages}/ESP"
+        f"database={'PostgreSQL' if args.database else 'SQLite'}  "
+        f"seeded messages={args.messages}/ESP"
     )
     print(f"{'':24}{'recording':>10}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}")
     for kind in off:
