@@ -12,7 +12,11 @@ pytestmark = pytest.mark.django_db
 
 def test_import_creates_and_updates_rows():
     suppression_add(address="old@example.com", reason="manual")
-    text = "address,reason,esp,expires_at,note\nNew@Example.com,bounced,,,from ESP\nold@example.com,complained,mailgun,2030-01-01T00:00:00Z,\n"
+    text = (
+        "address,reason,esp,expires_at,note\n"
+        "New@Example.com,bounced,,,from ESP\n"
+        "old@example.com,complained,mailgun,2030-01-01T00:00:00Z,\n"
+    )
     result = suppressions_import_csv(lines=io.StringIO(text))
     assert result.ok and (result.created, result.updated) == (2, 0)
     assert Suppression.objects.get(address="new@example.com").reason == "bounced"
