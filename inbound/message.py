@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 from email import message_from_string
+from email.feedparser import BytesFeedParser
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime, unquote
@@ -20,6 +21,8 @@ from typing import Any, BinaryIO
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from sending.utils import EmailAddress, parse_address_list
+
+PARSE_CHUNK_BYTES = 64 * 1024
 
 
 class AnymailInboundMessage(EmailMessage):
@@ -44,16 +47,20 @@ class AnymailInboundMessage(EmailMessage):
     @classmethod
     def parse_raw_mime_bytes(cls, b: bytes) -> AnymailInboundMessage:
         """Parse a complete RFC 5322 message given as bytes."""
-        # Fed to the parser in chunks: message_from_bytes first decodes the
-        # whole message to one str, which peaks at several times its size.
         return cls.parse_raw_mime_file(io.BytesIO(b))
 
     @classmethod
     def parse_raw_mime_file(cls, fp: BinaryIO) -> AnymailInboundMessage:
-        """Parse a complete RFC 5322 message from a binary file."""
-        from email.parser import BytesParser
+        """Parse a complete RFC 5322 message from a binary file.
 
-        return BytesParser(_class=cls, policy=default_policy).parse(fp)
+        Fed to the parser in chunks: decoding the whole message to one str
+        first (as message_from_bytes does) peaks at several times its size,
+        and reading through a text wrapper would rewrite CRLF line endings.
+        """
+        parser = BytesFeedParser(_factory=cls, policy=default_policy)
+        while chunk := fp.read(PARSE_CHUNK_BYTES):
+            parser.feed(chunk)
+        return parser.close()
 
     @classmethod
     def construct(

@@ -57,11 +57,7 @@ _PASS_THROUGH = (
 def _converters(model: type[Model], vendor: str) -> tuple:
     """Per insert field: None where the value passes through, else the field itself."""
     return tuple(
-        None
-        if isinstance(field, _PASS_THROUGH)
-        and not field.is_relation
-        and not getattr(field, "choices_enum", None)
-        else field
+        None if isinstance(field, _PASS_THROUGH) and not field.is_relation else field
         for field in _insert_fields(model)
     )
 
@@ -83,11 +79,16 @@ def insert(
     model = type(objs[0])
     connection = _connection_for(model)
     fields = _insert_fields(model)
+    converters = _converters(model, connection.vendor)
     params: list[Any] = []
     for obj in objs:
-        params.extend(
-            field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
-        )
+        for field, converter in zip(fields, converters, strict=True):
+            value = getattr(obj, field.attname)
+            if converter is not None:
+                value = converter.get_db_prep_save(value, connection)
+            elif value is not None and not isinstance(value, (str, int)):
+                value = field.get_db_prep_save(value, connection)  # e.g. a lazy string
+            params.append(value)
     if ignore_conflicts and returning_pk:
         raise ValueError("insert() can't return pks of rows it may skip")
     returning = returning_pk and connection.features.can_return_columns_from_insert
