@@ -78,34 +78,73 @@ def insert(
         return
     model = type(objs[0])
     connection = _connection_for(model)
+    params = _params(
+        model,
+        connection,
+        ([getattr(obj, f.attname) for f in _insert_fields(model)] for obj in objs),
+    )
+    pks = _execute_insert(model, connection, len(objs), params, returning_pk, ignore_conflicts)
+    for index, obj in enumerate(objs):
+        if pks is not None:
+            obj.pk = pks[index]
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def insert_rows(
+    model: type[Model], rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False
+) -> None:
+    """INSERT rows given as {attname: value} dicts, without building model instances.
+
+    Fields a row leaves out get their model default.
+    """
+    if not rows:
+        return
+    connection = _connection_for(model)
+    fields = _insert_fields(model)
+    values = (
+        [row[f.attname] if f.attname in row else f.get_default() for f in fields] for row in rows
+    )
+    params = _params(model, connection, values)
+    _execute_insert(model, connection, len(rows), params, False, ignore_conflicts)
+
+
+def _params(model: type[Model], connection: Any, rows: Iterable[list[Any]]) -> list[Any]:
+    """Flatten rows of Python values into database parameters, as the fields convert them."""
     fields = _insert_fields(model)
     converters = _converters(model, connection.vendor)
     params: list[Any] = []
-    for obj in objs:
-        for field, converter in zip(fields, converters, strict=True):
-            value = getattr(obj, field.attname)
+    for row in rows:
+        for field, converter, value in zip(fields, converters, row, strict=True):
             if converter is not None:
                 value = converter.get_db_prep_save(value, connection)
             elif value is not None and not isinstance(value, (str, int)):
                 value = field.get_db_prep_save(value, connection)  # e.g. a lazy string
             params.append(value)
+    return params
+
+
+def _execute_insert(
+    model: type[Model],
+    connection: Any,
+    count: int,
+    params: list[Any],
+    returning_pk: bool,
+    ignore_conflicts: bool,
+) -> list[Any] | None:
     if ignore_conflicts and returning_pk:
         raise ValueError("insert() can't return pks of rows it may skip")
     returning = returning_pk and connection.features.can_return_columns_from_insert
-    sql = _insert_sql(model, connection.vendor, len(objs), returning, ignore_conflicts)
+    sql = _insert_sql(model, connection.vendor, count, returning, ignore_conflicts)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
-            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
-                obj.pk = pk
-        elif returning_pk:
+            return [pk for (pk,) in cursor.fetchall()]
+        if returning_pk:
             # Without RETURNING (old SQLite): the last row's id, counting back.
             last = cursor.lastrowid
-            for offset, obj in enumerate(reversed(objs)):
-                obj.pk = last - offset
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = connection.alias
+            return list(range(last - count + 1, last + 1))
+    return None
 
 
 @cache

@@ -80,7 +80,13 @@ def test_any_order_gives_the_same_state():
     assert len(results) == 1
 
 
-def test_apply_reports_whether_anything_changed():
+def test_apply_reports_the_fields_that_changed():
     recipient = state(E("delivered", 5))
-    assert apply_events(recipient, [E("deferred", 1)]) is False
-    assert apply_events(recipient, [E("opened", 6)]) is True
+    assert apply_events(recipient, [E("deferred", 1)]) == ()
+    assert set(apply_events(recipient, [E("opened", 6)])) == {
+        "status",
+        "status_at",
+        "open_count",
+        "first_opened_at",
+        "last_opened_at",
+    }

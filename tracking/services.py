@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -25,10 +27,10 @@ from django.utils import timezone
 from sending import lean_sql
 from sending.models import Message, Recipient, Suppression, SuppressionReason, SuppressionSource
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
-from sending.utils import get_mailhub_setting, normalize_address
+from sending.utils import get_mailhub_setting, normalize_address, pk_batches
 
 from .models import Event, WebhookCall, WebhookCallStatus
-from .status import STATE_FIELDS, apply_events
+from .status import apply_events
 
 # Bodies up to this size are kept in the row; larger ones go to storage.
 INLINE_BODY_LIMIT = 256 * 1024
@@ -182,7 +184,7 @@ def events_record(
             if recipient is not None:
                 applied[recipient.pk].append(event)
         # Conflicts: the same event stored by a concurrent call since the check above
-        lean_sql.insert(rows, ignore_conflicts=True)
+        lean_sql.insert_rows(Event, rows, ignore_conflicts=True)
         _advance(recipients, applied)
         _suppress_from_events(esp, new.values())
     return list(new.values())
@@ -254,8 +256,10 @@ def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
 
 def _advance(recipients: dict[tuple[str, str], Recipient], applied: dict[int, list]) -> None:
     by_pk = {recipient.pk: recipient for recipient in recipients.values()}
-    changed = [by_pk[pk] for pk, events in applied.items() if apply_events(by_pk[pk], events)]
-    lean_sql.update_objects(changed, STATE_FIELDS)
+    for pk, events in applied.items():
+        changed_fields = apply_events(by_pk[pk], events)
+        if changed_fields:
+            lean_sql.update_objects([by_pk[pk]], changed_fields)
 
 
 def _event_row(
@@ -265,26 +269,28 @@ def _event_row(
     address: str,
     recipient: Recipient | None,
     webhook_call: WebhookCall | None,
-) -> Event:
-    return Event(
-        esp=esp,
-        event_type=event.event_type,
-        timestamp=event.timestamp,
-        event_id=str(event.event_id or "")[:255],
-        dedupe_key=key,
-        message_id=(event.message_id or "")[:255],
-        recipient_address=address[:320],
-        recipient=recipient,
-        reject_reason=event.reject_reason or "",
-        description=event.description or "",
-        mta_response=event.mta_response or "",
-        user_agent=event.user_agent or "",
-        click_url=event.click_url or "",
-        tags=json_safe(event.tags or []),
-        metadata=json_safe(event.metadata or {}),
-        esp_event=json_safe(event.esp_event),
-        webhook_call=webhook_call,
-    )
+) -> dict[str, Any]:
+    """An Event row as {attname: value}, for lean_sql.insert_rows."""
+    return {
+        "esp": esp,
+        "event_type": event.event_type,
+        "timestamp": event.timestamp,
+        "event_id": str(event.event_id or "")[:255],
+        "dedupe_key": key,
+        "message_id": (event.message_id or "")[:255],
+        "recipient_address": address[:320],
+        "recipient_id": recipient.pk if recipient is not None else None,
+        "reject_reason": event.reject_reason or "",
+        "description": event.description or "",
+        "mta_response": event.mta_response or "",
+        "user_agent": event.user_agent or "",
+        "click_url": event.click_url or "",
+        "tags": json_safe(event.tags or []),
+        "metadata": json_safe(event.metadata or {}),
+        "esp_event": json_safe(event.esp_event),
+        "webhook_call_id": webhook_call.pk if webhook_call is not None else None,
+        "created_at": timezone.now(),
+    }
 
 
 def _suppression_for(event: AnymailTrackingEvent) -> str | None:
@@ -504,3 +510,67 @@ def _rewrite_body_file(name: str, normalized: str) -> None:
     if scrubbed != body:
         default_storage.delete(name)
         default_storage.save(name, ContentFile(scrubbed))
+
+
+# ---------------------------------------------------------------------------
+# Retention (manage.py purge)
+
+
+def events_purge(
+    *,
+    before: datetime,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete events recorded before `before`; return how many were (or would be) deleted.
+
+    Recipients keep the state the events advanced (status, timestamps, counts).
+    """
+    events = Event.objects.filter(created_at__lt=before)
+    if dry_run:
+        return events.count()
+    deleted = 0
+    for batch in pk_batches(events, batch_size):
+        Event.objects.filter(pk__in=batch).delete()
+        deleted += len(batch)
+        if on_batch:
+            on_batch(len(batch))
+    return deleted
+
+
+def webhook_calls_purge(
+    *,
+    before: datetime,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete webhook calls received before `before` (and their body files); return how many.
+
+    Events parsed from them stay (without the link to their call).
+    """
+    calls = WebhookCall.objects.filter(received_at__lt=before)
+    if dry_run:
+        return calls.count()
+    deleted = 0
+    for batch in pk_batches(calls, batch_size):
+        with transaction.atomic():
+            names = set(
+                WebhookCall.objects.filter(pk__in=batch)
+                .exclude(body_file="")
+                .values_list("body_file", flat=True)
+            )
+            WebhookCall.objects.filter(pk__in=batch).delete()
+            if names:
+                transaction.on_commit(partial(_delete_unused_body_files, names))
+        deleted += len(batch)
+        if on_batch:
+            on_batch(len(batch))
+    return deleted
+
+
+def _delete_unused_body_files(names: set[str]) -> None:
+    used = set(WebhookCall.objects.filter(body_file__in=names).values_list("body_file", flat=True))
+    for name in sorted(names - used):
+        default_storage.delete(name)

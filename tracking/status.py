@@ -82,8 +82,8 @@ def _outranks(event: EventLike, status: str, status_at: datetime | None) -> bool
     return event.timestamp > status_at
 
 
-def apply_events(recipient: object, events: Iterable[EventLike]) -> bool:
-    """Advance recipient (a Recipient, in memory) by events; return whether it changed.
+def apply_events(recipient: object, events: Iterable[EventLike]) -> tuple[str, ...]:
+    """Advance recipient (a Recipient, in memory) by events; return the fields that changed.
 
     Each event must be new (deduplicated before this is called): counters
     count every event they're given.
@@ -109,4 +109,8 @@ def apply_events(recipient: object, events: Iterable[EventLike]) -> bool:
             recipient.click_count += 1
             recipient.first_clicked_at = _earliest(recipient.first_clicked_at, when)
             recipient.last_clicked_at = _latest(recipient.last_clicked_at, when)
-    return before != tuple(getattr(recipient, field) for field in STATE_FIELDS)
+    return tuple(
+        field
+        for field, value in zip(STATE_FIELDS, before, strict=True)
+        if getattr(recipient, field) != value
+    )
