@@ -32,7 +32,7 @@ from sending.exceptions import (
 from sending.message import AnymailMessage
 from sending.models import Message
 from sending.services import suppression_add
-from tests.conftest import make_backend
+from tests.conftest import DJANGO_HAS_MAILERS, make_backend
 from tests.helpers import assert_recorded
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +87,18 @@ def amazon_ses(settings, use_backend, ses):
     return ses
 
 
+def body_text(part) -> str:
+    """A text part's content as the message body gave it.
+
+    Django 6.1 builds bodies with the modern email API, which ends every text
+    part with a line break (CRLF on the wire); Django 5.2 sends the body as is.
+    """
+    content = part if isinstance(part, str) else part.get_content()
+    if DJANGO_HAS_MAILERS and content.endswith("\r\n"):
+        return content[:-2]
+    return content
+
+
 def message(**kwargs):
     fields = {
         "subject": "Subject",
@@ -138,7 +150,7 @@ def test_plain_message_is_raw_send_email(amazon_ses):
     assert mime["To"] == "to@example.com"
     assert mime["Subject"] == "Subject"
     assert mime.get_content_type() == "text/plain"
-    assert mime.get_content() == "Text body"
+    assert body_text(mime) == "Text body"
     assert b"\r\n" in data.value  # RFC 5322 line endings
 
 
@@ -233,8 +245,8 @@ def test_html_alternative_attachments_and_inline_image(amazon_ses):
     msg.send()
 
     parts = {part.get_content_type(): part for part in data.mime().walk()}
-    assert parts["text/plain"].get_content() == "Text body"
-    assert parts["text/html"].get_content() == f"<p>HTML <img src='cid:{cid}'></p>"
+    assert body_text(parts["text/plain"]) == "Text body"
+    assert body_text(parts["text/html"]) == f"<p>HTML <img src='cid:{cid}'></p>"
     assert parts["image/png"]["Content-ID"] == f"<{cid}>"
     assert parts["image/png"].get_content_disposition() == "inline"
     assert parts["image/png"].get_content() == PNG
@@ -269,7 +281,7 @@ def test_html_only_message(amazon_ses):
     msg.send()
     mime = data.mime()
     assert mime.get_content_type() == "text/html"
-    assert mime.get_content() == "<p>Only HTML</p>"
+    assert body_text(mime) == "<p>Only HTML</p>"
 
 
 def test_non_ascii_text_is_sent_quoted_printable(amazon_ses):
@@ -291,7 +303,8 @@ def test_non_ascii_text_is_sent_quoted_printable(amazon_ses):
         if part.get_content_maintype() == "text":
             assert part["Content-Transfer-Encoding"] == "quoted-printable"
     leaves = [part.get_content() for part in mime.walk() if not part.is_multipart()]
-    assert leaves == ["Voilà ✓\r\n", "<p>Voilà ✓</p>"]  # CRLF on the wire
+    assert leaves[0] == "Voilà ✓\r\n"  # CRLF on the wire
+    assert body_text(leaves[1]) == "<p>Voilà ✓</p>"
 
 
 def test_spoofed_to_header_is_kept_in_the_mime(amazon_ses):

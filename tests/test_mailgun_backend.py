@@ -293,7 +293,7 @@ def test_bare_mailgun_api_key_setting_is_used(settings, use_backend, http):
 
 def test_connection_options_override_settings(mailgun, http):
     queued(http, "https://api.eu.mailgun.net/v3/mg.example.com/messages")
-    connection = mail.get_connection(
+    connection = make_backend(
         BACKEND,
         api_key="key-from-connection",
         sender_domain="mg.example.com",

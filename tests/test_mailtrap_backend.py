@@ -213,7 +213,7 @@ def test_bulk_can_be_chosen_per_connection(settings, http):
     settings.ANYMAIL = {"MAILTRAP_API_TOKEN": API_TOKEN}
     add_send_response(http, message_id(1), url="https://bulk.api.mailtrap.io/api/send")
 
-    mail.get_connection(BACKEND, bulk=True).send_messages([message()])
+    make_backend(BACKEND, bulk=True).send_messages([message()])
 
     assert http.calls[0].request.url == "https://bulk.api.mailtrap.io/api/send"
 

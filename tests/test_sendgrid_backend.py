@@ -617,7 +617,7 @@ def test_api_url_setting_selects_the_eu_host(sendgrid_settings, http):
 
 def test_api_key_can_be_given_to_the_connection(settings, accepted):
     settings.ANYMAIL = {}
-    connection = mail.get_connection(BACKEND, api_key="SG.connection-fake-key")
+    connection = make_backend(BACKEND, api_key="SG.connection-fake-key")
     make_message(connection=connection).send()
 
     assert accepted.calls[0].request.headers["Authorization"] == "Bearer SG.connection-fake-key"

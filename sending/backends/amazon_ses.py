@@ -20,9 +20,11 @@ for filtering CloudWatch metrics and event destinations.
 from __future__ import annotations
 
 import copy
+import io
 import re
 from collections.abc import Mapping
 from email.charset import QP, Charset
+from email.generator import BytesGenerator
 from email.header import Header
 from typing import Any
 
@@ -362,7 +364,12 @@ class AmazonSESPayload(BasePayload):
         for name, value in self.tracking_headers(self.metadata):
             mime[name] = value  # adds a header (several X-Tag are allowed)
         self.encode_8bit_parts(mime)
-        return mime.as_bytes(linesep="\r\n")  # RFC 5322 line endings
+        # RFC 5322 line endings. Through a generator, because Django 5.2's and
+        # 6.1's message objects take different as_bytes() arguments.
+        buffer = io.BytesIO()
+        policy = mime.policy.clone(linesep="\r\n")
+        BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(mime)
+        return buffer.getvalue()
 
     @staticmethod
     def encode_8bit_parts(mime: Any) -> None:
