@@ -8,6 +8,7 @@ back to replacement characters rather than failing.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable
 from datetime import datetime
@@ -96,33 +97,36 @@ class AnymailInboundMessage(EmailMessage):
             if value is not None and name not in msg:
                 msg[name] = value
 
-        body_parts = []
-        if text is not None:
-            body_parts.append(_text_part("plain", text, text_charset))
-        if html is not None:
-            body_parts.append(_text_part("html", html, html_charset))
+        bodies = [
+            (subtype, content, charset)
+            for subtype, content, charset in (
+                ("plain", text, text_charset),
+                ("html", html, html_charset),
+            )
+            if content is not None
+        ]
         attachments = list(attachments or [])
 
         # Keep any structural headers out of the way: the parts decide them.
         for name in ("Content-Type", "Content-Transfer-Encoding", "MIME-Version"):
             del msg[name]
         msg["MIME-Version"] = "1.0"
-        if len(body_parts) == 1 and not attachments:
-            _adopt(msg, body_parts[0])
-        else:
-            if len(body_parts) > 1:
+        if len(bodies) == 1 and not attachments:
+            subtype, content, charset = bodies[0]
+            msg.set_content(content, subtype=subtype, charset=charset)
+        elif bodies or attachments:
+            parts = [_text_part(*body) for body in bodies]
+            if len(parts) > 1 and attachments:
                 alternative = cls()
                 alternative.set_type("multipart/alternative")
                 del alternative["MIME-Version"]
-                for part in body_parts:
+                for part in parts:
                     alternative.attach(part)
-                body_parts = [alternative]
-            if attachments:
-                msg.set_type("multipart/mixed")
-                for part in [*body_parts, *attachments]:
-                    msg.attach(part)
-            elif body_parts:
-                _adopt(msg, body_parts[0])
+                parts = [alternative]
+            msg.set_type("multipart/mixed" if attachments else "multipart/alternative")
+            for part in [*parts, *attachments]:
+                msg.attach(part)
+        _set_stable_boundaries(msg)
         return msg
 
     @classmethod
@@ -285,9 +289,17 @@ def _text_part(subtype: str, content: str, charset: str) -> AnymailInboundMessag
     return part
 
 
-def _adopt(msg: AnymailInboundMessage, part: AnymailInboundMessage) -> None:
-    """Make msg's own body the single part given."""
-    for name in ("Content-Type", "Content-Transfer-Encoding"):
-        if name in part:
-            msg[name] = part[name]
-    msg.set_payload(part.get_payload())
+def _set_stable_boundaries(part: EmailMessage) -> None:
+    """Give each multipart a boundary derived from its content, innermost first.
+
+    A message rebuilt from an ESP's parsed fields then serializes to the
+    same bytes every time, so a retried or reprocessed delivery is
+    recognized as one already stored.
+    """
+    if not part.is_multipart():
+        return
+    children = part.get_payload()
+    for child in children:
+        _set_stable_boundaries(child)
+    digest = hashlib.sha256(b"".join(child.as_bytes() for child in children)).hexdigest()
+    part.set_boundary(f"=_mailhub_{digest[:40]}")

@@ -45,8 +45,8 @@ urlpatterns = [
         MailtrapTrackingWebhookView.as_view(),
         name="mailtrap_tracking_webhook",
     ),
-    # Mandrill's documented URL is the combined anymail/mandrill/; .../tracking/ is the older one.
-    path("mandrill/", MandrillTrackingWebhookView.as_view(), name="mandrill_webhook"),
+    # Mandrill's documented URL, anymail/mandrill/ (tracking and inbound), is in inbound.urls;
+    # .../tracking/ is the older one.
     path(
         "mandrill/tracking/",
         MandrillTrackingWebhookView.as_view(),
