@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import UTC, date, datetime
 from email.mime.base import MIMEBase
 from email.utils import formatdate, getaddresses, parsedate_to_datetime, unquote
@@ -416,6 +416,25 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def pk_batches(queryset: Any, batch_size: int) -> Iterator[list[Any]]:
+    """The primary keys of queryset's rows, ascending, in lists of at most batch_size.
+
+    Each batch is its own query that resumes after the last key seen, so rows
+    the caller deletes or changes between batches don't shift the next one,
+    and no batch rescans what earlier ones covered.
+    """
+    last = None
+    while True:
+        page = queryset.order_by("pk")
+        if last is not None:
+            page = page.filter(pk__gt=last)
+        batch = list(page.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
 __all__ = [
     "UNSET",
     "Attachment",
@@ -427,5 +446,6 @@ __all__ = [
     "normalize_address",
     "parse_address_list",
     "parse_single_address",
+    "pk_batches",
     "redact_headers",
 ]
