@@ -207,3 +207,94 @@ def feature_matrix_markdown(backend_paths: tuple[str, ...] = ESP_BACKENDS) -> st
         row = [esp.esp_name, f"`{esp.backend_path}`", required or "(none)", optional or "(none)"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Webhooks
+
+
+@dataclass
+class EspWebhooks:
+    esp_name: str
+    tracking_url: str | None
+    inbound_url: str | None
+    settings: tuple[str, ...]
+
+
+def probe_webhooks(esp_key: str, esp_name: str) -> EspWebhooks:
+    """The ESP's webhook URLs (from the URLconf) and the settings its views read."""
+    from django.urls import NoReverseMatch, resolve, reverse
+
+    urls: dict[str, str | None] = {}
+    read: list[str] = []
+    for kind in ("tracking", "inbound"):
+        try:
+            urls[kind] = reverse(f"{esp_key}_{kind}_webhook")
+        except NoReverseMatch:
+            urls[kind] = None
+            continue
+        view_class = resolve(urls[kind]).func.view_class
+        for name in _settings_read_by(view_class):
+            if name not in read:
+                read.append(name)
+    return EspWebhooks(esp_name, urls["tracking"], urls["inbound"], tuple(read))
+
+
+def _settings_read_by(view_class: type) -> list[str]:
+    """The ANYMAIL settings view_class reads when it's created (recorded, not guessed)."""
+    import sys
+    import warnings
+
+    from . import utils
+
+    seen: list[str] = []
+
+    def recording(name, default=utils.UNSET, esp_name=None, kwargs=None, allow_bare=False):
+        setting = f"{esp_name}_{name}".upper() if esp_name else name.upper()
+        if setting not in seen:
+            seen.append(setting)
+        return utils.get_anymail_setting(name, default, esp_name, kwargs, allow_bare)
+
+    modules = {
+        sys.modules[cls.__module__] for cls in view_class.__mro__ if cls.__module__ in sys.modules
+    }
+    patched = [
+        module
+        for module in modules
+        if getattr(module, "get_anymail_setting", None) is utils.get_anymail_setting
+    ]
+    for module in patched:
+        module.get_anymail_setting = recording
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                view_class()
+            except Exception:  # a required setting missing: what was read so far still counts
+                pass
+    finally:
+        for module in patched:
+            module.get_anymail_setting = utils.get_anymail_setting
+    return seen
+
+
+def webhooks_markdown(backend_paths: tuple[str, ...] = ESP_BACKENDS) -> str:
+    """The webhook URLs and settings of every ESP, as Markdown."""
+    lines = [
+        "| ESP | Tracking webhook | Inbound webhook | Webhook settings |",
+        "| --- | --- | --- | --- |",
+    ]
+    for backend_path in backend_paths:
+        backend_class = import_string(backend_path)
+        esp_name = backend_class.esp_name
+        esp_key = esp_name.lower().replace(" ", "_")
+        hooks = probe_webhooks(esp_key, esp_name)
+        settings = ", ".join(f"`{name}`" for name in hooks.settings if name != "WEBHOOK_SECRET")
+        row = [
+            esp_name,
+            f"`{hooks.tracking_url}`" if hooks.tracking_url else "(none)",
+            f"`{hooks.inbound_url}`" if hooks.inbound_url else "(none)",
+            settings or "`WEBHOOK_SECRET` only",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
