@@ -167,27 +167,25 @@ def events_record(
                 if e.message_id and e.recipient
             },
         )
-        known = set(
-            lean_sql.select_column(
-                Event, "dedupe_key", where={"esp": esp}, where_in=[("dedupe_key", list(by_key))]
-            )
-        )
-        new = {key: event for key, event in by_key.items() if key not in known}
-        if not new:
-            return []
         rows = []
-        applied: dict[int, list[AnymailTrackingEvent]] = defaultdict(list)
-        for key, event in new.items():
+        for key, event in by_key.items():
             address = normalize_address(event.recipient) if event.recipient else ""
             recipient = recipients.get((event.message_id, address))
             rows.append(_event_row(esp, key, event, address, recipient, webhook_call))
-            if recipient is not None:
-                applied[recipient.pk].append(event)
-        # Conflicts: the same event stored by a concurrent call since the check above
-        lean_sql.insert_rows(Event, rows, ignore_conflicts=True)
+        # An event already stored (a duplicate delivery, or a concurrent call
+        # that got here first) conflicts and is skipped: only the keys that
+        # come back are new, and only new events advance state.
+        inserted = set(
+            lean_sql.insert_rows(Event, rows, ignore_conflicts=True, returning="dedupe_key")
+        )
+        new = [(row, by_key[row["dedupe_key"]]) for row in rows if row["dedupe_key"] in inserted]
+        applied: dict[int, list[AnymailTrackingEvent]] = defaultdict(list)
+        for row, event in new:
+            if row["recipient_id"] is not None:
+                applied[row["recipient_id"]].append(event)
         _advance(recipients, applied)
-        _suppress_from_events(esp, new.values())
-    return list(new.values())
+        _suppress_from_events(esp, [event for _, event in new])
+    return [event for _, event in new]
 
 
 def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
@@ -240,11 +238,12 @@ def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
     if not pairs:
         return {}
     message_ids = {message_id for message_id, _ in pairs}
-    addresses = {address for _, address in pairs}
     found = lean_sql.select_objects(
         Recipient,
         where={"esp": esp},
-        where_in=[("esp_message_id", sorted(message_ids)), ("address", sorted(addresses))],
+        # By message id only: an index seek per id. Adding "address IN (...)"
+        # makes SQLite's planner check every address against every id.
+        where_in=[("esp_message_id", sorted(message_ids))],
         for_update=True,
     )
     return {
@@ -256,10 +255,15 @@ def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, s
 
 def _advance(recipients: dict[tuple[str, str], Recipient], applied: dict[int, list]) -> None:
     by_pk = {recipient.pk: recipient for recipient in recipients.values()}
+    # One statement per distinct set of changed fields (a batch of deliveries
+    # changes the same fields of many recipients)
+    by_fields: dict[tuple[str, ...], list[Recipient]] = defaultdict(list)
     for pk, events in applied.items():
         changed_fields = apply_events(by_pk[pk], events)
         if changed_fields:
-            lean_sql.update_objects([by_pk[pk]], changed_fields)
+            by_fields[tuple(sorted(changed_fields))].append(by_pk[pk])
+    for field_names, changed in by_fields.items():
+        lean_sql.update_objects(changed, field_names)
 
 
 def _event_row(
@@ -349,6 +353,15 @@ def json_safe(value: Any) -> Any:
     """Make an ESP's raw event storable as JSON (QueryDicts, bytes, datetimes...)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if type(value) in (dict, list):
+        # Most raw events come from json.loads and are storable as they are;
+        # json's C encoder says so much faster than walking them here.
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return value
     if hasattr(value, "lists"):  # QueryDict: keep repeated fields
         return {key: values[0] if len(values) == 1 else values for key, values in value.lists()}
     if isinstance(value, dict):

@@ -88,29 +88,31 @@ def apply_events(recipient: object, events: Iterable[EventLike]) -> tuple[str, .
     Each event must be new (deduplicated before this is called): counters
     count every event they're given.
     """
-    before = tuple(getattr(recipient, field) for field in STATE_FIELDS)
+    changed: dict[str, None] = {}  # ordered set
+
+    def assign(field: str, value: object) -> None:
+        if getattr(recipient, field) != value:
+            setattr(recipient, field, value)
+            changed[field] = None
+
     for event in events:
         event_type = event.event_type
         when = event.timestamp
         if _outranks(event, recipient.status, recipient.status_at):
-            recipient.status = event_type
-            recipient.status_at = when
+            assign("status", event_type)
+            assign("status_at", when)
             if event_type in (EventType.BOUNCED, EventType.REJECTED, EventType.FAILED):
-                recipient.reject_reason = event.reject_reason or ""
+                assign("reject_reason", event.reject_reason or "")
         if event_type == EventType.DELIVERED:
-            recipient.delivered_at = _earliest(recipient.delivered_at, when)
+            assign("delivered_at", _earliest(recipient.delivered_at, when))
         elif event_type == EventType.BOUNCED:
-            recipient.bounced_at = _earliest(recipient.bounced_at, when)
+            assign("bounced_at", _earliest(recipient.bounced_at, when))
         elif event_type == EventType.OPENED:
-            recipient.open_count += 1
-            recipient.first_opened_at = _earliest(recipient.first_opened_at, when)
-            recipient.last_opened_at = _latest(recipient.last_opened_at, when)
+            assign("open_count", recipient.open_count + 1)
+            assign("first_opened_at", _earliest(recipient.first_opened_at, when))
+            assign("last_opened_at", _latest(recipient.last_opened_at, when))
         elif event_type == EventType.CLICKED:
-            recipient.click_count += 1
-            recipient.first_clicked_at = _earliest(recipient.first_clicked_at, when)
-            recipient.last_clicked_at = _latest(recipient.last_clicked_at, when)
-    return tuple(
-        field
-        for field, value in zip(STATE_FIELDS, before, strict=True)
-        if getattr(recipient, field) != value
-    )
+            assign("click_count", recipient.click_count + 1)
+            assign("first_clicked_at", _earliest(recipient.first_clicked_at, when))
+            assign("last_clicked_at", _latest(recipient.last_clicked_at, when))
+    return tuple(changed)
