@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from email import message_from_string
 from email.feedparser import BytesFeedParser
@@ -24,6 +25,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from sending.utils import EmailAddress, parse_address_list
 
 PARSE_CHUNK_BYTES = 64 * 1024
+# RFC 5322 field names: printable ASCII except the colon.
+HEADER_NAME = re.compile(r"[!-9;-~]+")
+
+#: Headers for construct(): (name, value) pairs, or {name: value or [values]}.
+HeaderItems = Iterable[tuple[str, Any]] | Mapping[str, Any]
+#: An address header's value, or its addresses as a list.
+Addresses = str | Iterable[str] | None
 
 
 class AnymailInboundMessage(EmailMessage):
@@ -68,34 +76,56 @@ class AnymailInboundMessage(EmailMessage):
         cls,
         raw_headers: str | None = None,
         from_email: str | None = None,
-        to: str | None = None,
-        cc: str | None = None,
+        to: Addresses = None,
+        cc: Addresses = None,
         subject: str | None = None,
-        headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+        headers: HeaderItems | None = None,
         text: str | None = None,
         text_charset: str = "utf-8",
         html: str | None = None,
         html_charset: str = "utf-8",
         attachments: Iterable[EmailMessage] | None = None,
+        *,
+        bcc: Addresses = None,
+        reply_to: Addresses = None,
+        date: str | None = None,
+        message_id: str | None = None,
+        in_reply_to: str | None = None,
     ) -> AnymailInboundMessage:
         """Build a message from parts (for ESPs that post parsed fields, and for tests).
 
-        raw_headers, if given, are parsed as the message's headers; the other
-        header arguments are added when the raw headers don't have them.
-        attachments are MIME parts, e.g. from construct_attachment().
+        raw_headers, if given, are parsed as the message's headers. headers
+        are added next: (name, value) pairs, or a {name: value or [values]}
+        dict (a list is a header that appears more than once); folded values
+        are unfolded, and names that aren't RFC 5322 field names are skipped.
+        The named header arguments (from_email ... in_reply_to) are added
+        last, each only when the headers don't have it; to, cc, bcc and
+        reply_to may be lists of addresses.
+
+        attachments are MIME parts, e.g. from construct_attachment(). A lone
+        body is the message's own content; multiparts get boundaries derived
+        from their content, so the same parts always give the same bytes.
         """
         if raw_headers is not None:
             msg = cls.parse_raw_mime(raw_headers.rstrip("\r\n") + "\n\n")
             msg.set_payload(None)
         else:
             msg = cls()
-        if headers is not None:
-            items = headers.items() if isinstance(headers, dict) else headers
-            for name, value in items:
-                msg[name] = value
-        for name, value in (("From", from_email), ("To", to), ("Cc", cc), ("Subject", subject)):
+        for name, value in header_items(headers or ()):
+            msg[name] = value
+        for name, value in (
+            ("From", from_email),
+            ("To", _address_list(to)),
+            ("Cc", _address_list(cc)),
+            ("Bcc", _address_list(bcc)),
+            ("Reply-To", _address_list(reply_to)),
+            ("Subject", subject),
+            ("Date", date),
+            ("Message-ID", message_id),
+            ("In-Reply-To", in_reply_to),
+        ):
             if value is not None and name not in msg:
-                msg[name] = value
+                msg[name] = _unfold(str(value))
 
         bodies = [
             (subtype, content, charset)
@@ -280,6 +310,33 @@ class AnymailInboundMessage(EmailMessage):
             self.get_content_bytes(),
             self.get_content_type(),
         )
+
+
+def _unfold(value: str) -> str:
+    """A header value on one line: RFC 5322 2.2.3 unfolding.
+
+    Python refuses line breaks in header values, so any left over (not
+    followed by whitespace, so not folding) become spaces.
+    """
+    return re.sub(r"[\r\n]+", " ", re.sub(r"\r?\n(?=[ \t])", "", value))
+
+
+def header_items(headers: HeaderItems) -> Iterator[tuple[str, str]]:
+    """(name, value) pairs as construct() adds them: unfolded, and only RFC 5322 field names."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for name, values in items:
+        name = str(name)
+        if not HEADER_NAME.fullmatch(name):
+            continue  # not a header name (it stays in the ESP's payload)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None:
+                yield name, _unfold(str(value))
+
+
+def _address_list(addresses: Addresses) -> str | None:
+    if addresses is None or isinstance(addresses, str):
+        return addresses
+    return ", ".join(str(address) for address in addresses if address) or None
 
 
 def _text_part(subtype: str, content: str, charset: str) -> AnymailInboundMessage:

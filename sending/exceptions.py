@@ -157,3 +157,15 @@ class AnymailWebhookPayloadError(AnymailError, ValueError):
     another ESP's webhook. Answered with a 400 that says what was wrong; the
     raw request is kept, so it can be reprocessed after a fix.
     """
+
+
+class AnymailWebhookRetryLater(AnymailWebhookPayloadError):
+    """A webhook call that passed auth but can't be completed now (answered 503).
+
+    Something the call needs couldn't be fetched: the message from Amazon S3
+    or the ESP's API, an attachment, Amazon SNS's signing certificate. The
+    raw call is kept, marked failed with the reason, and the ESP retries (5xx
+    is what ESPs retry); it can also be reprocessed once the cause is fixed.
+    """
+
+    http_status = 503

@@ -29,7 +29,6 @@ from cryptography.x509.oid import NameOID
 from sending.exceptions import (
     AnymailConfigurationError,
     AnymailInsecureWebhookWarning,
-    AnymailRequestsAPIError,
 )
 from sending.message import AnymailMessage
 from sending.models import Recipient, Suppression
@@ -746,12 +745,15 @@ def test_subscribe_url_must_be_on_an_sns_host(client, http):
     assert len(http.calls) == 0
 
 
-def test_failed_confirmation_is_a_server_error_so_sns_retries(client, http):
+def test_failed_confirmation_is_503_so_sns_retries(client, http):
     envelope = confirmation()
     http.get(envelope["SubscribeURL"], status=503)
-    with pytest.raises(AnymailRequestsAPIError, match="Couldn't confirm"):
-        post_sns(client, envelope)
-    assert WebhookCall.objects.get().status == WebhookCallStatus.RECEIVED
+    response = post_sns(client, envelope)
+    assert response.status_code == 503
+    assert "Couldn't confirm" in response.json()["error"]
+    call = WebhookCall.objects.get()  # kept, marked failed
+    assert call.status == WebhookCallStatus.FAILED
+    assert "Couldn't confirm" in call.error
 
 
 def test_refused_confirmation_can_be_reprocessed_after_allowing_the_topic(client, http, settings):
@@ -972,8 +974,17 @@ class TestSNSSignatures:
         assert response.status_code == 403
         assert "not valid now" in response.json()["error"]
 
-    def test_certificate_fetch_failure_is_a_server_error_so_sns_retries(self, client, http, signer):
+    def test_certificate_fetch_failure_is_503_so_sns_retries(self, client, http, signer):
         http.get(CERT_URL, body=requests.ConnectionError("connection refused"))
-        with pytest.raises(AnymailRequestsAPIError, match="signing certificate"):
-            post_sns(client, signer.sign(self.notification()))
+        response = post_sns(client, signer.sign(self.notification()))
+        assert response.status_code == 503
+        assert "signing certificate" in response.json()["error"]
         assert not Event.objects.exists()
+        # Unverified: nothing is stored (reprocessing skips signature checks), SNS retries
+        assert not WebhookCall.objects.exists()
+
+    def test_certificate_server_error_is_503_so_sns_retries(self, client, http, signer):
+        http.get(CERT_URL, status=502)
+        response = post_sns(client, signer.sign(self.notification()))
+        assert response.status_code == 503
+        assert "SNS answered 502" in response.json()["error"]

@@ -32,8 +32,7 @@ RECEIPT = b"%PDF-1.4\n% receipt 1234\n"
 
 
 def fixture(name: str) -> dict:
-    # JSON bodies, saved as .txt: the tracking tests take every .json here for an event.
-    return json.loads((FIXTURES / f"{name}.txt").read_text())
+    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 def post(client, payload, auth=None, url=URL, content_type="application/json"):

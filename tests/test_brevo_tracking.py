@@ -16,7 +16,13 @@ from sending.exceptions import (
 from sending.message import AnymailMessage
 from sending.models import Recipient, Suppression
 from sending.signals import tracking
-from tests.webhook_contract import WEBHOOK_SECRET, EventSpec, TrackingWebhookContract, basic_auth
+from tests.webhook_contract import (
+    WEBHOOK_SECRET,
+    EventSpec,
+    TrackingWebhookContract,
+    basic_auth,
+    tracking_fixture_names,
+)
 from tracking.models import Event, WebhookCall, WebhookCallStatus
 from tracking.webhooks.brevo import BrevoTrackingWebhookView
 
@@ -203,7 +209,7 @@ EXPECTED = {
 
 
 def test_every_fixture_has_expectations():
-    fixtures = {path.stem for path in FIXTURES.glob("*.json")}
+    fixtures = tracking_fixture_names(FIXTURES)
     assert fixtures - {"batched", "inbound"} == set(EXPECTED)
 
 

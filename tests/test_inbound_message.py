@@ -88,3 +88,61 @@ def test_envelope_and_spam_attributes_default_to_none():
     assert message.envelope_sender is None and message.envelope_recipient is None
     assert message.spam_detected is None and message.spam_score is None
     assert message.stripped_text is None and message.stripped_html is None
+
+
+def test_construct_lone_non_ascii_body_serializes():
+    for body in ({"text": "Un café, s'il vous plaît.\n"}, {"html": "<p>Crème brûlée</p>\n"}):
+        message = AnymailInboundMessage.construct(from_email="from@example.com", **body)
+        parsed = AnymailInboundMessage.parse_raw_mime_bytes(message.as_bytes())
+        assert not parsed.is_multipart()
+        assert (parsed.text, parsed.html) == (body.get("text"), body.get("html"))
+
+
+def test_construct_gives_multiparts_content_derived_boundaries():
+    def build(html: str) -> bytes:
+        attachment = AnymailInboundMessage.construct_attachment(
+            "application/pdf", b"%PDF", filename="a.pdf"
+        )
+        return AnymailInboundMessage.construct(
+            text="plain", html=html, attachments=[attachment]
+        ).as_bytes()
+
+    assert build("<b>html</b>") == build("<b>html</b>")  # nested multipart/alternative too
+    assert b"boundary=" in build("<b>html</b>")
+    assert build("<b>html</b>") != build("<b>other</b>")
+
+
+def test_construct_takes_headers_as_a_dict_of_values_or_lists():
+    message = AnymailInboundMessage.construct(
+        headers={
+            "Received": ["from a.example\r\n by b.example", "from c.example"],
+            "X-Folded": "first part\r\n\tsecond part",
+            "X-Stray": "line\nbreak",
+            "Not a header name": "skipped",
+            "X-None": None,
+        },
+        text="x",
+    )
+    assert message.get_all("Received") == ["from a.example by b.example", "from c.example"]
+    assert message["X-Folded"] == "first part\tsecond part"
+    assert message["X-Stray"] == "line break"
+    assert "Not a header name" not in message and "X-None" not in message
+
+
+def test_construct_named_headers_stand_in_when_headers_lack_them():
+    message = AnymailInboundMessage.construct(
+        headers=[("Reply-To", "kept@example.com"), ("Date", "Fri, 20 Nov 2026 12:00:00 +0000")],
+        to=["a@example.com", "", "B <b@example.com>"],
+        bcc="audit@example.com",
+        reply_to=["ignored@example.com"],
+        date="Sat, 21 Nov 2026 12:00:00 +0000",
+        message_id="<id@example.com>",
+        in_reply_to="<earlier@example.com>",
+        text="x",
+    )
+    assert message["To"] == "a@example.com, B <b@example.com>"
+    assert message["Bcc"] == "audit@example.com"
+    assert message.get_all("Reply-To") == ["kept@example.com"]
+    assert message.date == datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert message["Message-ID"] == "<id@example.com>"
+    assert message["In-Reply-To"] == "<earlier@example.com>"

@@ -34,8 +34,7 @@ def sign(body: bytes, secret: str = INBOUND_SECRET) -> str:
 
 
 def fixture(name: str) -> dict:
-    # JSON bodies, saved as .txt: the tracking tests take every .json here for an event.
-    return json.loads((FIXTURES / f"{name}.txt").read_text())
+    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 def post(client, payload, auth=None, signature=None, content_type="application/json", **extra):

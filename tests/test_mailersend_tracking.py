@@ -13,7 +13,13 @@ from sending.exceptions import AnymailInsecureWebhookWarning
 from sending.message import AnymailMessage
 from sending.models import Recipient, Suppression
 from sending.signals import tracking
-from tests.webhook_contract import WEBHOOK_SECRET, EventSpec, TrackingWebhookContract, basic_auth
+from tests.webhook_contract import (
+    WEBHOOK_SECRET,
+    EventSpec,
+    TrackingWebhookContract,
+    basic_auth,
+    tracking_fixture_names,
+)
 from tracking.models import Event, WebhookCall, WebhookCallStatus
 from tracking.webhooks.mailersend import MailerSendTrackingWebhookView
 
@@ -183,7 +189,7 @@ NOT_ACTIVITIES = {"webhook_test", "maintenance_start", "bulk_email_completed", "
 
 
 def test_every_fixture_has_expectations():
-    fixtures = {path.stem for path in FIXTURES.glob("*.json")}
+    fixtures = tracking_fixture_names(FIXTURES)
     assert fixtures - NOT_ACTIVITIES == set(EXPECTED)
 
 

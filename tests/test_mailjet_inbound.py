@@ -38,8 +38,7 @@ SINGLE_VALUE_HEADERS = {
 
 
 def fixture(name: str) -> dict:
-    # JSON bodies, saved as .txt: the tracking tests take every .json here for an event.
-    return json.loads((FIXTURES / f"{name}.txt").read_text())
+    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 def post(client, payload, auth=None, content_type="application/json"):

@@ -14,12 +14,11 @@ from django.db import DatabaseError
 
 from inbound.message import AnymailInboundMessage
 from inbound.models import InboundMessage
-from inbound.webhooks.mandrill import same_webhook_at
 from sending.signals import inbound, tracking
 from tests.inbound_contract import WEBHOOK_SECRET, InboundWebhookContract, basic_auth
 from tracking.models import Event, WebhookCall, WebhookCallStatus
 from tracking.services import webhook_call_reprocess
-from tracking.webhooks.mandrill import MandrillTrackingWebhookView
+from tracking.webhooks.mandrill import MandrillTrackingWebhookView, same_webhook_at
 
 pytestmark = pytest.mark.django_db
 

@@ -302,6 +302,20 @@ def test_webhook_url_setting_is_the_signed_url(client, settings):
     assert response.status_code == 200
 
 
+def test_webhook_url_setting_naming_another_mandrill_url_is_applied_to_the_called_path(
+    client, settings
+):
+    # One setting for every Mandrill URL: Mandrill signed this call's own path.
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "MANDRILL_WEBHOOK_URL": "https://example.com/hooks/anymail/mandrill/",
+    }
+    body = form_body(fixture("send"))
+    public_url = "https://example.com/hooks/anymail/mandrill/tracking/"
+    response = post(client, body, HTTP_X_MANDRILL_SIGNATURE=signature(body, url=public_url))
+    assert response.status_code == 200
+
+
 def test_mailchimp_signature_header_name_is_accepted(client):
     body = form_body(fixture("send"))
     response = post(client, body, sign=False, HTTP_X_MAILCHIMP_SIGNATURE=signature(body))

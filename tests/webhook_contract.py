@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -41,6 +42,14 @@ class EventSpec:
 
 def basic_auth(secret: str = WEBHOOK_SECRET) -> str:
     return "Basic " + base64.b64encode(secret.encode()).decode()
+
+
+def tracking_fixture_names(folder: Path) -> set[str]:
+    """The names of the .json fixtures in an ESP's folder, but its inbound_* ones.
+
+    The inbound tests keep their payloads in the same folder, as inbound_*.json.
+    """
+    return {path.stem for path in folder.glob("*.json") if not path.stem.startswith("inbound_")}
 
 
 @pytest.mark.django_db

@@ -54,8 +54,9 @@ from sending.exceptions import (
     AnymailConfigurationError,
     AnymailImproperlyInstalled,
     AnymailWebhookPayloadError,
+    AnymailWebhookRetryLater,
 )
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.amazon_ses import (
     EVENT_DESTINATION_TEST,
@@ -66,7 +67,7 @@ from tracking.webhooks.base import b64decode_or_none
 from tracking.webhooks.sns import AmazonSNSWebhookView
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView, InboundTooLarge
+from .base import AnymailInboundWebhookView, InboundTooLarge, inbound_event
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,6 @@ TRACKING_NOTIFICATION_TYPES = frozenset({"Bounce", "Complaint", "Delivery"})
 # The S3 encryption client keeps the KMS-wrapped data key in the object's
 # metadata, under one of these names (v1, v2 formats)
 ENCRYPTION_METADATA = ("x-amz-key", "x-amz-key-v2")
-
-
-class AmazonSESInboundS3Error(AnymailWebhookPayloadError):
-    """The received message couldn't be read from Amazon S3 (answered 503, so SNS retries)."""
-
-    http_status = 503
 
 
 class AmazonSESInboundWebhookView(AmazonSNSWebhookView, AnymailInboundWebhookView):
@@ -117,15 +112,15 @@ class AmazonSESInboundWebhookView(AmazonSNSWebhookView, AnymailInboundWebhookVie
         inbound_message.spam_detected = SPAM_VERDICTS.get(
             (receipt.get("spamVerdict") or {}).get("status")
         )
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=timestamp,
-            event_id=mail.get("messageId"),
-            esp_event=ses_event,
-            message=inbound_message,
-        )
-        event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=inbound_message,
+                esp_event=ses_event,
+                raw=raw,
+                event_id=mail.get("messageId"),
+                timestamp=timestamp,
+            )
+        ]
 
     def receipt_notification(self, message: dict) -> dict | None:
         """The SES receiving notification in an SNS Notification (None for SES's set-up message)."""
@@ -231,7 +226,7 @@ class AmazonSESInboundWebhookView(AmazonSNSWebhookView, AnymailInboundWebhookVie
                 client.close()
         except (BotoCoreError, ClientError) as err:
             prefix = self.esp_setting_prefix
-            raise AmazonSESInboundS3Error(
+            raise AnymailWebhookRetryLater(
                 f"Couldn't read the received message {location} from Amazon S3. Check that "
                 f"the credentials from {prefix}_SESSION_PARAMS / {prefix}_CLIENT_PARAMS / "
                 f"{prefix}_S3_CLIENT_PARAMS (or boto3's defaults) have s3:GetObject on it; "

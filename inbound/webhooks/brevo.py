@@ -21,8 +21,9 @@ reprocessed once the problem is fixed. Nothing is stored half-complete.
 
 The message is rebuilt from the fields (every header Brevo gives, the text
 and HTML bodies, the attachments with their declared names, types and
-content ids); its multipart boundaries are derived from the item, so
-rebuilding the same item again gives the same bytes (stored once).
+content ids); its multipart boundaries are derived from its content
+(AnymailInboundMessage.construct()), so rebuilding the same item again gives
+the same bytes (stored once).
 
 Authentication is the tracking webhook's: WEBHOOK_SECRET basic auth in the
 webhook URL, or the bearer token Brevo can send (BREVO_WEBHOOK_BEARER_TOKEN).
@@ -33,9 +34,6 @@ https://developers.brevo.com/reference/get-inbound-email-attachment
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
 from typing import Any
@@ -46,23 +44,13 @@ from django.http import HttpRequest
 
 from sending.backends.base_requests import DEFAULT_REQUESTS_TIMEOUT, USER_AGENT
 from sending.backends.brevo import DEFAULT_API_URL
-from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookRetryLater
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.brevo import BrevoTrackingWebhookView
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView, InboundTooLarge
-
-DOWNLOAD_CHUNK_BYTES = 64 * 1024
-# RFC 5322 field names: printable ASCII except the colon.
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
-
-
-class BrevoAttachmentUnavailable(AnymailWebhookPayloadError):
-    """An attachment couldn't be downloaded from Brevo (answered 503, so Brevo retries)."""
-
-    http_status = 503
+from .base import AnymailInboundWebhookView, inbound_event, read_capped
 
 
 class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookView):
@@ -129,17 +117,7 @@ class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookVie
         return items
 
     def parse_item(self, item: dict, session: requests.Session) -> AnymailInboundEvent:
-        headers = _header_items(item.get("Headers"), self.esp_name)
-        present = {name.lower() for name, _ in headers}
-        # Brevo repeats these as fields; they stand in when Headers lacks them.
-        for name, value in (
-            ("Date", item.get("SentAtDate")),
-            ("Message-ID", item.get("MessageId")),
-            ("In-Reply-To", item.get("InReplyTo")),
-            ("Reply-To", _mailbox(item.get("ReplyTo"))),
-        ):
-            if value and name.lower() not in present:
-                headers.append((name, _unfold(str(value))))
+        headers = self.headers_object(item.get("Headers"))
         attachments = [
             self.attachment_part(attachment, session)
             for attachment in item.get("Attachments") or []
@@ -150,13 +128,15 @@ class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookVie
             to=_mailbox_list(item.get("To")),
             cc=_mailbox_list(item.get("Cc")),
             subject=item.get("Subject"),
+            # Brevo repeats these as fields; they stand in when Headers lacks them.
+            date=item.get("SentAtDate") or None,
+            message_id=item.get("MessageId") or None,
+            in_reply_to=item.get("InReplyTo") or None,
+            reply_to=_mailbox(item.get("ReplyTo")),
             text=item.get("RawTextBody"),
             html=item.get("RawHtmlBody"),
             attachments=attachments,
         )
-        if not attachments:
-            _reset_lone_body(message, item.get("RawTextBody"), item.get("RawHtmlBody"))
-        _set_stable_boundaries(message, item)
         message.envelope_sender = _header_address(message, "Return-Path")
         message.envelope_recipient = _header_address(message, "Delivered-To")
         if message.envelope_recipient is None:
@@ -167,12 +147,11 @@ class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookVie
         uuids = item.get("Uuid")
         if isinstance(uuids, str):
             uuids = [uuids]
-        return AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=None,  # Brevo doesn't say when it received the message
-            event_id=str(uuids[0]) if uuids else None,
-            esp_event=item,
+        return inbound_event(
             message=message,
+            esp_event=item,
+            event_id=str(uuids[0]) if uuids else None,
+            timestamp=None,  # Brevo doesn't say when it received the message
         )
 
     # Attachments
@@ -214,7 +193,7 @@ class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookVie
     ) -> tuple[bytes, str | None]:
         """The attachment's bytes (and charset, for text) from Brevo's API."""
         if not self.api_key:
-            raise BrevoAttachmentUnavailable(
+            raise AnymailWebhookRetryLater(
                 f"{self.esp_name} inbound attachment {name!r} must be downloaded from "
                 f"{self.esp_name}'s API: set {self.setting_prefix}_API_KEY in your ANYMAIL "
                 "settings, then reprocess this webhook call."
@@ -226,62 +205,25 @@ class BrevoInboundWebhookView(AnymailInboundWebhookView, BrevoTrackingWebhookVie
                 url, headers={"api-key": self.api_key}, timeout=self.timeout, stream=True
             ) as response:
                 if response.status_code != 200:
-                    raise BrevoAttachmentUnavailable(
+                    raise AnymailWebhookRetryLater(
                         f"{self.esp_name} API answered {response.status_code} to the download "
                         f"of inbound attachment {name!r}: {response.text[:500]}"
                     )
-                content = self.read_capped(response, name)
+                content = read_capped(
+                    response,
+                    limit=self.max_attachment_bytes,
+                    what=f"Attachment {name or '(unnamed)'!r}",
+                    setting="INBOUND_MAX_ATTACHMENT_BYTES",
+                )
                 charset = _content_type_charset(response.headers.get("Content-Type"))
         except requests.RequestException as err:
-            raise BrevoAttachmentUnavailable(
+            raise AnymailWebhookRetryLater(
                 f"Couldn't download inbound attachment {name!r} from {self.esp_name}: {err}"
             ) from err
         return content, charset
 
-    def read_capped(self, response: requests.Response, name: str | None) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
-            size += len(chunk)
-            if size > self.max_attachment_bytes:
-                raise self.attachment_too_large(name, size, at_least=True)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def attachment_too_large(
-        self, name: str | None, size: int, at_least: bool = False
-    ) -> InboundTooLarge:
-        return InboundTooLarge(
-            f"Attachment {name or '(unnamed)'!r} is {'over ' if at_least else ''}{size} bytes, "
-            f"over the {self.max_attachment_bytes} allowed "
-            '(MAILHUB["INBOUND_MAX_ATTACHMENT_BYTES"]).'
-        )
-
 
 # Field conversions
-
-
-def _header_items(headers: Any, esp_name: str) -> list[tuple[str, str]]:
-    """Headers as (name, value) pairs; a list value is a header that appears more than once."""
-    if not headers:
-        return []
-    if not isinstance(headers, dict):
-        raise AnymailWebhookPayloadError(
-            f"{esp_name} inbound Headers must be a JSON object, not {type(headers).__name__}."
-        )
-    items = []
-    for name, values in headers.items():
-        if not _HEADER_NAME.match(name):
-            continue  # not a header name; it stays in esp_event
-        for value in values if isinstance(values, list) else [values]:
-            if value is not None:
-                items.append((name, _unfold(str(value))))
-    return items
-
-
-def _unfold(value: str) -> str:
-    """A header value on one line (RFC 5322 2.2.3 unfolding; stray line breaks become spaces)."""
-    value = re.sub(r"\r?\n(?=[ \t])", "", value)
-    return re.sub(r"[\r\n]+", " ", value)
 
 
 def _mailbox(value: Any) -> str | None:
@@ -322,31 +264,3 @@ def _content_type_charset(content_type: str | None) -> str | None:
     parsed = EmailMessage()
     parsed["Content-Type"] = content_type
     return parsed.get_content_charset()
-
-
-def _reset_lone_body(message: AnymailInboundMessage, text: Any, html: Any) -> None:
-    """Set a lone text or HTML body again, properly encoded.
-
-    construct() copies a single body (no attachments, no alternative) into
-    the message as decoded text while keeping its 8bit transfer encoding, so
-    a non-ASCII body can't be serialized (as_bytes() fails). Setting the
-    content on the message itself avoids that.
-    """
-    if message.is_multipart() or (text is None) == (html is None):
-        return
-    body, subtype = (text, "plain") if text is not None else (html, "html")
-    message.set_content(body, subtype=subtype, charset="utf-8")
-
-
-def _set_stable_boundaries(message: AnymailInboundMessage, item: Any) -> None:
-    """Give each multipart a boundary derived from the ESP's item.
-
-    The stored raw message is the rebuilt one, and a message is stored once
-    by its hash: random boundaries would make every rebuild of the same item
-    (a retry, a reprocessing) a "new" message.
-    """
-    seed = json.dumps(item, sort_keys=True, ensure_ascii=True, default=str)
-    digest = hashlib.sha256(seed.encode("ascii")).hexdigest()[:32]
-    for index, part in enumerate(message.walk()):
-        if part.is_multipart():
-            part.set_boundary(f"=_mailhub_{digest}_{index}")

@@ -29,25 +29,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
-import re
 from email.utils import formataddr
 from typing import Any
 
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookValidationFailure
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.base import constant_time_equal
 from tracking.webhooks.mailersend import INBOUND_TYPE, hmac_sha256_hex, parse_datetime
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
-
-# RFC 5322 field names: printable ASCII except the colon.
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+from .base import AnymailInboundWebhookView, inbound_event
 
 
 class MailerSendInboundWebhookView(AnymailInboundWebhookView):
@@ -110,17 +104,16 @@ class MailerSendInboundWebhookView(AnymailInboundWebhookView):
         rcpt_to = (data.get("recipients") or {}).get("rcptTo") or []
         # The first envelope recipient; the rest (if any) stay in esp_event.
         message.envelope_recipient = (rcpt_to[0].get("email") or None) if rcpt_to else None
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            # when MailerSend received the message, else when it posted it
-            timestamp=parse_datetime(data.get("created_at") or payload.get("created_at")),
-            event_id=data.get("id") or None,
-            esp_event=payload,
-            message=message,
-        )
-        if raw_bytes is not None:
-            event.raw_mime = raw_bytes
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=payload,
+                raw=raw_bytes,
+                event_id=data.get("id") or None,
+                # when MailerSend received the message, else when it posted it
+                timestamp=parse_datetime(data.get("created_at") or payload.get("created_at")),
+            )
+        ]
 
     def inbound_data(self, payload: Any) -> dict:
         """The payload's message object, or a payload error saying what was posted instead."""
@@ -146,22 +139,16 @@ class MailerSendInboundWebhookView(AnymailInboundWebhookView):
         sender = data.get("from") or {}
         to = (data.get("recipients") or {}).get("to") or {}
         attachments = [self.attachment_part(item) for item in data.get("attachments") or []]
-        headers = _header_items(data.get("headers"))
-        if data.get("date") and "date" not in {name.lower() for name, _ in headers}:
-            headers.append(("Date", str(data["date"])))
-        message = AnymailInboundMessage.construct(
-            headers=headers,
+        return AnymailInboundMessage.construct(
+            headers=self.headers_object(data.get("headers"), field="headers"),
             from_email=sender.get("raw") or _format_address(sender),
             to=to.get("raw") or None,
             subject=data.get("subject"),
+            date=data.get("date") or None,
             text=data.get("text"),
             html=data.get("html"),
             attachments=attachments,
         )
-        if not attachments:
-            _reset_lone_body(message, data.get("text"), data.get("html"))
-        _set_stable_boundaries(message, data)
-        return message
 
     def attachment_part(self, attachment: Any) -> AnymailInboundMessage:
         if not isinstance(attachment, dict):
@@ -198,50 +185,7 @@ def _mime_bytes(raw: str) -> bytes:
         return raw.encode("utf-8", errors="replace")
 
 
-def _header_items(headers: Any) -> list[tuple[str, str]]:
-    """Headers as (name, value) pairs; a list value is a header that appears more than once."""
-    if not headers:
-        return []
-    if not isinstance(headers, dict):
-        raise AnymailWebhookPayloadError(
-            f"MailerSend inbound headers must be a JSON object, not {type(headers).__name__}."
-        )
-    items = []
-    for name, values in headers.items():
-        if not _HEADER_NAME.match(name):
-            continue  # not a header name; it stays in esp_event
-        for value in values if isinstance(values, list) else [values]:
-            if value is not None:
-                # unfold (RFC 5322 2.2.3); stray line breaks become spaces
-                value = re.sub(r"\r?\n(?=[ \t])", "", str(value))
-                items.append((name, re.sub(r"[\r\n]+", " ", value)))
-    return items
-
-
 def _format_address(address: dict) -> str | None:
     if not address.get("email"):
         return None
     return formataddr((address.get("name") or "", address["email"]))
-
-
-def _reset_lone_body(message: AnymailInboundMessage, text: Any, html: Any) -> None:
-    """Set a lone text or HTML body again, properly encoded.
-
-    construct() copies a single body (no attachments, no alternative) into
-    the message as decoded text while keeping its 8bit transfer encoding, so
-    a non-ASCII body can't be serialized (as_bytes() fails). Setting the
-    content on the message itself avoids that.
-    """
-    if message.is_multipart() or (text is None) == (html is None):
-        return
-    body, subtype = (text, "plain") if text is not None else (html, "html")
-    message.set_content(body, subtype=subtype, charset="utf-8")
-
-
-def _set_stable_boundaries(message: AnymailInboundMessage, data: Any) -> None:
-    """Multipart boundaries derived from the payload: a rebuild is byte-identical (stored once)."""
-    seed = json.dumps(data, sort_keys=True, ensure_ascii=True, default=str)
-    digest = hashlib.sha256(seed.encode("ascii")).hexdigest()[:32]
-    for index, part in enumerate(message.walk()):
-        if part.is_multipart():
-            part.set_boundary(f"=_mailhub_{digest}_{index}")

@@ -36,7 +36,6 @@ https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-web
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -48,11 +47,12 @@ from django.http import HttpRequest, QueryDict
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
-from tracking.webhooks.mailgun import MailgunTrackingWebhookView, describe_foreign_payload
+from sending.signals import AnymailInboundEvent
+from tracking.webhooks.base import describe_wrong_payload
+from tracking.webhooks.mailgun import MailgunTrackingWebhookView
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 ATTACHMENT_FIELD = re.compile(r"attachment-(\d+)")
@@ -89,11 +89,13 @@ class MailgunInboundWebhookView(MailgunTrackingWebhookView, AnymailInboundWebhoo
                     "not the inbound one."
                 )
             raise AnymailWebhookPayloadError(
-                f"Mailgun routes post form fields, not JSON: is this "
-                f"{describe_foreign_payload(payload)} posted to the Mailgun inbound URL?"
+                describe_wrong_payload(
+                    payload, "Mailgun routes post form fields, not JSON", esp_name=self.esp_name
+                )
+                + " Is another ESP's webhook posted to the Mailgun inbound URL?"
             )
         self.require_content_type(request, *FORM_TYPES)
-        require_complete_multipart(request, self.esp_name)
+        self.require_complete_multipart(request)
         try:
             fields = request.POST
         except MultiPartParserError as err:
@@ -124,16 +126,15 @@ class MailgunInboundWebhookView(MailgunTrackingWebhookView, AnymailInboundWebhoo
         set_spam_fields(message)
 
         timestamp = fields.get("timestamp")
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=datetime.fromtimestamp(int(timestamp), tz=UTC) if timestamp else None,
-            event_id=fields.get("token") or None,
-            esp_event=request,
-            message=message,
-        )
-        if raw is not None:
-            event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=request,
+                raw=raw,
+                event_id=fields.get("token") or None,
+                timestamp=datetime.fromtimestamp(int(timestamp), tz=UTC) if timestamp else None,
+            )
+        ]
 
     @staticmethod
     def raw_mime(request: HttpRequest) -> bytes | None:
@@ -177,8 +178,8 @@ class MailgunInboundWebhookView(MailgunTrackingWebhookView, AnymailInboundWebhoo
         # "body-html" is documented as "an array of all text/html MIME parts";
         # the first is the message's HTML body.
         html = fields.getlist("body-html")
-        message = rebuild(
-            headers=[(str(name), unfold(str(value))) for name, value in headers],
+        message = AnymailInboundMessage.construct(
+            headers=headers,
             from_email=fields.get("from"),
             subject=fields.get("subject"),
             text=fields.get("body-plain"),
@@ -223,43 +224,3 @@ def json_field(fields: QueryDict, name: str, default: Any) -> Any:
             f"Mailgun inbound field {name} should be a JSON {type(default).__name__}."
         )
     return parsed
-
-
-def require_complete_multipart(request: HttpRequest, esp_name: str) -> None:
-    """Refuse a multipart body cut short: Django parses whatever parts arrived."""
-    if request.content_type != "multipart/form-data":
-        return
-    boundary = request.content_params.get("boundary", "").encode("latin-1")
-    if not boundary or not request.body.rstrip(b"\r\n").endswith(b"--" + boundary + b"--"):
-        raise AnymailWebhookPayloadError(
-            f"Malformed {esp_name} inbound form data: the multipart body doesn't end with its "
-            "closing boundary (truncated?)."
-        )
-
-
-def unfold(value: str) -> str:
-    """A header value on one line (RFC 5322 unfolding); Python refuses line breaks in values."""
-    return re.sub(r"\r?\n", " ", re.sub(r"\r?\n(?=[ \t])", "", value))
-
-
-def rebuild(**fields: Any) -> AnymailInboundMessage:
-    """AnymailInboundMessage.construct(**fields), storable and the same bytes every time.
-
-    Works around two things construct() doesn't do (yet): a lone text body
-    with non-ASCII characters is left unencodable, so it's set again; and
-    multipart boundaries are random, while a rebuilt message is stored
-    under the hash of its bytes (how a retried or reprocessed delivery is
-    recognized), so each gets one derived from its content.
-    """
-    message = AnymailInboundMessage.construct(**fields)
-    body = fields.get("text") if fields.get("text") is not None else fields.get("html")
-    if not message.is_multipart() and body is not None:
-        del message["Content-Transfer-Encoding"]
-        message.set_payload(body, "utf-8")
-    # walk() lists parents before children: reversed, each part's children
-    # have their final bytes before the part's own boundary is derived.
-    for part in reversed(list(message.walk())):
-        if part.is_multipart():
-            content = b"".join(child.as_bytes() for child in part.get_payload())
-            part.set_boundary("=_" + hashlib.sha256(content).hexdigest()[:40])
-    return message

@@ -16,8 +16,8 @@ type, disposition and Content-ID come from its part's headers; its content
 is always base64 (the part's Content-Transfer-Encoding is the original one).
 
 There is no raw MIME: the message is rebuilt from these fields, with
-multipart boundaries derived from the payload so that rebuilding the same
-payload gives the same bytes (stored once).
+multipart boundaries derived from its content (AnymailInboundMessage.construct())
+so that rebuilding the same payload gives the same bytes (stored once).
 
 Mailjet doesn't sign Parse API calls: put WEBHOOK_SECRET's credentials in
 the parseroute Url (``https://user:pass@host/anymail/mailjet/inbound/``).
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -39,16 +37,14 @@ from typing import Any
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 
-from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from ..message import AnymailInboundMessage, header_items
+from .base import AnymailInboundWebhookView, inbound_event
 
 TEXT_REF = "Text-part"
 HTML_REF = "Html-part"
 _ATTACHMENT_REF = re.compile(r"^Attachment\d+$")
-# RFC 5322 field names: printable ASCII except the colon.
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 
 
 class MailjetInboundWebhookView(AnymailInboundWebhookView):
@@ -64,27 +60,23 @@ class MailjetInboundWebhookView(AnymailInboundWebhookView):
 
         attachments = self.attachment_parts(payload)
         message = AnymailInboundMessage.construct(
-            headers=_header_items(payload.get("Headers")),
+            headers=self.headers_object(payload.get("Headers")),
             from_email=payload.get("From") or None,
             subject=payload.get("Subject"),
             text=payload.get(TEXT_REF),
             html=payload.get(HTML_REF),
             attachments=attachments,
         )
-        if not attachments:
-            _reset_lone_body(message, payload.get(TEXT_REF), payload.get(HTML_REF))
-        _set_stable_boundaries(message, payload)
         message.envelope_sender = payload.get("Sender") or None
         message.envelope_recipient = payload.get("Recipient") or None
         score = payload.get("SpamAssassinScore")
         message.spam_score = None if score in (None, "") else float(score)
         return [
-            AnymailInboundEvent(
-                event_type=EventType.INBOUND,
-                timestamp=parse_date(payload.get("Date")),
-                event_id=None,  # Mailjet gives inbound mail no id
-                esp_event=payload,
+            inbound_event(
                 message=message,
+                esp_event=payload,
+                event_id=None,  # Mailjet gives inbound mail no id
+                timestamp=parse_date(payload.get("Date")),
             )
         ]
 
@@ -143,7 +135,7 @@ class MailjetInboundWebhookView(AnymailInboundWebhookView):
             ) from err
         # The part's own MIME headers, parsed the way a message's would be.
         described = AnymailInboundMessage()
-        for name, value in _header_items(headers):
+        for name, value in header_items(self.headers_object(headers)):
             described[name] = value
         content_type = (
             described.get_content_type() if "Content-Type" in described else None
@@ -171,46 +163,3 @@ def parse_date(value: Any) -> datetime | None:
         return datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return None
-
-
-def _header_items(headers: Any) -> list[tuple[str, str]]:
-    """Headers as (name, value) pairs; a list value is a header's several lines."""
-    if not headers:
-        return []
-    if not isinstance(headers, dict):
-        raise AnymailWebhookPayloadError(
-            f"Mailjet inbound Headers must be a JSON object, not {type(headers).__name__}."
-        )
-    items = []
-    for name, values in headers.items():
-        if not _HEADER_NAME.match(name):
-            continue  # not a header name; it stays in esp_event
-        for value in values if isinstance(values, list) else [values]:
-            if value is not None:
-                # unfold (RFC 5322 2.2.3); stray line breaks become spaces
-                value = re.sub(r"\r?\n(?=[ \t])", "", str(value))
-                items.append((name, re.sub(r"[\r\n]+", " ", value)))
-    return items
-
-
-def _reset_lone_body(message: AnymailInboundMessage, text: Any, html: Any) -> None:
-    """Set a lone text or HTML body again, properly encoded.
-
-    construct() copies a single body (no attachments, no alternative) into
-    the message as decoded text while keeping its 8bit transfer encoding, so
-    a non-ASCII body can't be serialized (as_bytes() fails). Setting the
-    content on the message itself avoids that.
-    """
-    if message.is_multipart() or (text is None) == (html is None):
-        return
-    body, subtype = (text, "plain") if text is not None else (html, "html")
-    message.set_content(body, subtype=subtype, charset="utf-8")
-
-
-def _set_stable_boundaries(message: AnymailInboundMessage, payload: Any) -> None:
-    """Multipart boundaries derived from the payload: a rebuild is byte-identical (stored once)."""
-    seed = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
-    digest = hashlib.sha256(seed.encode("ascii")).hexdigest()[:32]
-    for index, part in enumerate(message.walk()):
-        if part.is_multipart():
-            part.set_boundary(f"=_mailhub_{digest}_{index}")

@@ -28,11 +28,9 @@ Signature: the tracking webhook's check, inherited from it: X-Mandrill-Signature
 base64(HMAC-SHA1(MANDRILL_WEBHOOK_KEY, URL + each POST key and value)), where
 URL is exactly the one entered in Mandrill. The key belongs to the webhook
 entered in Mandrill; one combined URL for webhooks and routes keeps it to one
-key. MANDRILL_WEBHOOK_URL (set when a proxy changes the scheme or host Django
-sees) is the URL entered in Mandrill for any one of the Mandrill URLs: a call
-to another of them is checked against the same URL with that call's Mandrill
-path (``.../mandrill/inbound/`` for ``.../mandrill/``, say), since Mandrill
-signs each URL as entered.
+key. MANDRILL_WEBHOOK_URL means what it means for the tracking webhook: the
+URL entered in Mandrill for any one of the Mandrill URLs, a call to another
+of them being checked against that call's Mandrill path.
 
 References: https://mailchimp.com/developer/transactional/docs/webhooks/,
 Mandrill KB "What is the format of inbound email webhooks?"
@@ -43,24 +41,19 @@ Authenticate Webhook Requests"
 
 from __future__ import annotations
 
-import json
 import warnings
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from django.db import transaction
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailInsecureWebhookWarning, AnymailWebhookPayloadError
-from sending.signals import AnymailEvent, AnymailInboundEvent, EventType
-from tracking.webhooks.mandrill import FORM_CONTENT_TYPE, MandrillTrackingWebhookView
+from sending.signals import AnymailEvent, AnymailInboundEvent
+from tracking.webhooks.mandrill import INBOUND, MandrillTrackingWebhookView, mandrill_events
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
-
-INBOUND = "inbound"
-MANDRILL_PATH = "/mandrill/"
+from .base import AnymailInboundWebhookView, inbound_event
 
 
 class MandrillInboundWebhookView(AnymailInboundWebhookView, MandrillTrackingWebhookView):
@@ -72,18 +65,8 @@ class MandrillInboundWebhookView(AnymailInboundWebhookView, MandrillTrackingWebh
 
     esp_name = "Mandrill"
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.configured_webhook_url = self.webhook_url
-
-    def validate_request(self, request: HttpRequest) -> None:
-        if self.configured_webhook_url:
-            # (a view instance serves one request, so this is this call's signed URL)
-            self.webhook_url = same_webhook_at(self.configured_webhook_url, request.path)
-        super().validate_request(request)
-
     def parse_events(self, request: HttpRequest) -> list[AnymailEvent]:
-        esp_events = self.mandrill_events(request)
+        esp_events = mandrill_events(request)
         others = sorted({str(e.get("event") or e.get("type")) for e in esp_events} - {INBOUND})
         if others:
             raise AnymailWebhookPayloadError(
@@ -92,13 +75,6 @@ class MandrillInboundWebhookView(AnymailInboundWebhookView, MandrillTrackingWebh
                 "or anymail/mandrill/tracking/ instead."
             )
         return [self.parse_inbound_event(esp_event) for esp_event in esp_events]
-
-    def mandrill_events(self, request: HttpRequest) -> list[dict]:
-        """The decoded mandrill_events array (decoded once per request, then remembered)."""
-        decoded = getattr(request, "_mandrill_events", None)
-        if decoded is None:
-            decoded = request._mandrill_events = load_mandrill_events(request)
-        return decoded
 
     def parse_inbound_event(self, esp_event: dict) -> AnymailInboundEvent:
         msg = esp_event.get("msg")
@@ -112,15 +88,13 @@ class MandrillInboundWebhookView(AnymailInboundWebhookView, MandrillTrackingWebh
         message.envelope_recipient = msg.get("email") or None
         message.spam_score = spam_score(msg.get("spam_report"))
         ts = esp_event.get("ts")
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=datetime.fromtimestamp(int(ts), tz=UTC) if ts is not None else None,
-            event_id=None,
-            esp_event=esp_event,
+        return inbound_event(
             message=message,
+            esp_event=esp_event,
+            raw=raw,
+            event_id=None,
+            timestamp=datetime.fromtimestamp(int(ts), tz=UTC) if ts is not None else None,
         )
-        event.raw_mime = raw
-        return event
 
 
 class MandrillCombinedWebhookView(MandrillInboundWebhookView):
@@ -147,7 +121,7 @@ class MandrillCombinedWebhookView(MandrillInboundWebhookView):
     def validate_request(self, request: HttpRequest) -> None:
         super().validate_request(request)
         # Decided here, after the signature check and before the call is stored.
-        if any(esp_event.get("event") == INBOUND for esp_event in self.mandrill_events(request)):
+        if any(esp_event.get("event") == INBOUND for esp_event in mandrill_events(request)):
             self.kind = "inbound"
 
     def parse_events(self, request: HttpRequest) -> list[AnymailEvent]:
@@ -155,7 +129,7 @@ class MandrillCombinedWebhookView(MandrillInboundWebhookView):
             self.parse_inbound_event(esp_event)
             if esp_event.get("event") == INBOUND
             else self.parse_event(esp_event)  # the tracking view's
-            for esp_event in self.mandrill_events(request)
+            for esp_event in mandrill_events(request)
         ]
 
     def process(self, request: HttpRequest, call: Any) -> list[AnymailEvent]:
@@ -171,51 +145,6 @@ class MandrillCombinedWebhookView(MandrillInboundWebhookView):
             if tracking_events:
                 recorded += self.tracking_view.record(tracking_events, call)
         return recorded
-
-
-def load_mandrill_events(request: HttpRequest) -> list[dict]:
-    """The mandrill_events form field as a list of event objects, or a payload error."""
-    if not request.body:
-        raise AnymailWebhookPayloadError(
-            "Empty Mandrill webhook body: expected a mandrill_events form field."
-        )
-    if request.content_type != FORM_CONTENT_TYPE:
-        raise AnymailWebhookPayloadError(
-            f"Mandrill webhooks are sent as {FORM_CONTENT_TYPE}, "
-            f"not {request.content_type or 'no content type'}."
-        )
-    raw_events = request.POST.get("mandrill_events")
-    if raw_events is None:
-        raise AnymailWebhookPayloadError(
-            "Mandrill webhook has no mandrill_events field: is this another ESP's "
-            "webhook posted to the Mandrill URL?"
-        )
-    try:
-        esp_events = json.loads(raw_events)
-    except ValueError as err:
-        raise AnymailWebhookPayloadError(
-            f"Mandrill webhook mandrill_events is not valid JSON: {err}"
-        ) from err
-    if not isinstance(esp_events, list) or not all(isinstance(e, dict) for e in esp_events):
-        raise AnymailWebhookPayloadError(
-            "Mandrill webhook mandrill_events must be a JSON array of event objects."
-        )
-    return esp_events
-
-
-def same_webhook_at(configured_url: str, request_path: str) -> str:
-    """configured_url (one Mandrill webhook URL) with request_path's Mandrill path instead.
-
-    "https://user:pass@example.com/hooks/anymail/mandrill/" called at
-    "/anymail/mandrill/inbound/" gives
-    "https://user:pass@example.com/hooks/anymail/mandrill/inbound/".
-    """
-    parts = urlsplit(configured_url)
-    prefix, found, _ = parts.path.rpartition(MANDRILL_PATH)
-    _, called, suffix = request_path.rpartition(MANDRILL_PATH)
-    if not (found and called):
-        return configured_url
-    return urlunsplit(parts._replace(path=f"{prefix}{MANDRILL_PATH}{suffix}"))
 
 
 def spam_score(spam_report: Any) -> float | None:

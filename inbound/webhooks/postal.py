@@ -15,8 +15,8 @@ form fields), "delivered as a hash" or "delivered as the raw message":
   "replies_from_plain_body"?, "html_body", "attachment_quantity",
   "attachments"?: [{"filename", "content_type", "size", "data"}]}``, header
   values being the header's last value (``reply_to``: all of them). The
-  message is rebuilt from these fields, with boundaries derived from the
-  payload so a rebuild gives the same bytes. A hash has no other headers and
+  message is rebuilt from these fields, with boundaries derived from its
+  content so a rebuild gives the same bytes. A hash has no other headers and
   no content ids (every attachment is a plain attachment), and no attachment
   data when the endpoint's "Include attachments" is off: choose the raw
   message for a complete copy. With "Strip replies" on, ``plain_body`` is the
@@ -49,8 +49,6 @@ https://docs.postalserver.io/features/spam-and-virus-checking
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -58,12 +56,12 @@ from typing import Any
 from django.http import HttpRequest, QueryDict
 
 from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from tracking.webhooks.base import b64decode_or_none
 from tracking.webhooks.postal import PostalTrackingWebhookView
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -119,16 +117,15 @@ class PostalInboundWebhookView(AnymailInboundWebhookView, PostalTrackingWebhookV
         message.envelope_sender = payload.get("mail_from") or None
         message.envelope_recipient = payload.get("rcpt_to") or None
         timestamp = as_float(payload.get("timestamp"))
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=datetime.fromtimestamp(timestamp, tz=UTC) if timestamp else None,
-            event_id=str(payload["id"]) if payload.get("id") not in (None, "") else None,
-            esp_event=payload,
-            message=message,
-        )
-        if raw is not None:
-            event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=payload,
+                raw=raw,
+                event_id=str(payload["id"]) if payload.get("id") not in (None, "") else None,
+                timestamp=datetime.fromtimestamp(timestamp, tz=UTC) if timestamp else None,
+            )
+        ]
 
     def load_payload(self, request: HttpRequest) -> dict[str, Any]:
         """The JSON or form payload as a dict, or a payload error saying what was posted."""
@@ -174,12 +171,6 @@ class PostalInboundWebhookView(AnymailInboundWebhookView, PostalTrackingWebhookV
             if header == "Message-ID" and not value.startswith("<"):
                 value = f"<{value}>"  # Postal gives the id without its angle brackets
             headers.append((header, value))
-        reply_to = payload.get("reply_to")
-        if isinstance(reply_to, str):
-            reply_to = [reply_to]
-        if reply_to:
-            # A message may have one Reply-To header (RFC 5322): its values, joined.
-            headers.append(("Reply-To", ", ".join(str(value) for value in reply_to if value)))
 
         text = payload.get("plain_body")
         stripped_text = None
@@ -191,16 +182,15 @@ class PostalInboundWebhookView(AnymailInboundWebhookView, PostalTrackingWebhookV
         attachments = payload.get("attachments") or []
         if not isinstance(attachments, list):
             raise AnymailWebhookPayloadError("Postal inbound attachments must be a list.")
-        html = payload.get("html_body")
         message = AnymailInboundMessage.construct(
             headers=headers,
+            # A message may have one Reply-To header (RFC 5322): its values, joined.
+            reply_to=payload.get("reply_to") or None,
             text=text,
-            html=html,
+            html=payload.get("html_body"),
             attachments=[self.attachment(attachment) for attachment in attachments],
         )
-        set_lone_body(message, text, html)
         message.stripped_text = stripped_text
-        set_stable_boundaries(message, payload)
         return message
 
     def attachment(self, attachment: Any) -> AnymailInboundMessage:
@@ -241,29 +231,3 @@ def as_float(value: Any) -> float | None:
         return float(str(value).strip()) if value not in (None, "") else None
     except ValueError:
         return None
-
-
-def set_stable_boundaries(message: AnymailInboundMessage, payload: dict[str, Any]) -> None:
-    """Derive each multipart's boundary from the payload.
-
-    The rebuilt message is what's stored, once per content hash: random
-    boundaries would make each rebuild of the same delivery (a reprocessing)
-    a "new" message.
-    """
-    seed = json.dumps(payload, sort_keys=True, default=str).encode()
-    digest = hashlib.sha256(seed).hexdigest()[:32]
-    for index, part in enumerate(part for part in message.walk() if part.is_multipart()):
-        part.set_boundary(f"=_postal_{digest}_{index}")
-
-
-def set_lone_body(message: AnymailInboundMessage, text: str | None, html: str | None) -> None:
-    """Set a message's only body again, the way the generator can write it.
-
-    construct() copies a lone text body's payload decoded, and as_bytes()
-    then fails on its non-ASCII characters (it expects them 8-bit, as
-    set_content() stores them). Multipart messages are unaffected.
-    """
-    if message.is_multipart() or (text is None) == (html is None):
-        return
-    subtype, body = ("plain", text) if text is not None else ("html", html)
-    message.set_content(body, subtype=subtype, charset="utf-8")

@@ -26,20 +26,17 @@ https://postmarkapp.com/developer/user-guide/inbound/parse-an-email
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from email.utils import formataddr
-from typing import Any
 
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from tracking.webhooks.base import b64decode_or_none
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 
 class PostmarkInboundWebhookView(AnymailInboundWebhookView):
@@ -65,7 +62,7 @@ class PostmarkInboundWebhookView(AnymailInboundWebhookView):
                 "webhook posted to the Postmark inbound URL?"
             )
 
-        headers = [(str(h["Name"]), unfold(str(h["Value"]))) for h in payload.get("Headers") or []]
+        headers = [(str(h["Name"]), str(h["Value"])) for h in payload.get("Headers") or []]
         raw = None
         if payload.get("RawEmail"):
             # JSON carries the raw message as text; its UTF-8 bytes are the
@@ -86,37 +83,30 @@ class PostmarkInboundWebhookView(AnymailInboundWebhookView):
         except ValueError:
             message.spam_score = None
 
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=None,
-            event_id=payload.get("MessageID") or None,
-            esp_event=payload,
-            message=message,
-        )
-        if raw is not None:
-            event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=payload,
+                raw=raw,
+                event_id=payload.get("MessageID") or None,
+                timestamp=None,
+            )
+        ]
 
 
 def construct_message(payload: dict, headers: list[tuple[str, str]]) -> AnymailInboundMessage:
     """The message rebuilt from Postmark's fields (the headers it lifts out go back in)."""
-    headers = list(headers)
-    present = {name.lower() for name, _ in headers}
-    for name, value in (
-        ("Date", payload.get("Date")),
-        ("Reply-To", payload.get("ReplyTo")),
-        ("Bcc", addresses(payload.get("BccFull")) or payload.get("Bcc")),
-    ):
-        if value and name.lower() not in present:
-            headers.append((name, unfold(str(value))))
     attachments = [attachment(item) for item in payload.get("Attachments") or []]
     from_full = payload.get("FromFull")
-    return rebuild(
+    return AnymailInboundMessage.construct(
         headers=headers,
         from_email=addresses([from_full] if from_full else None) or payload.get("From") or None,
         to=addresses(payload.get("ToFull")) or payload.get("To") or None,
         cc=addresses(payload.get("CcFull")) or payload.get("Cc") or None,
+        bcc=addresses(payload.get("BccFull")) or payload.get("Bcc") or None,
+        reply_to=payload.get("ReplyTo") or None,
         subject=payload.get("Subject"),
+        date=payload.get("Date") or None,
         text=payload.get("TextBody") or None,
         html=payload.get("HtmlBody") or None,
         attachments=attachments,
@@ -151,31 +141,3 @@ def addresses(full: Iterable[dict] | None) -> str | None:
 def header(headers: list[tuple[str, str]], name: str) -> str:
     """The first header called name (any case), or ""."""
     return next((value for found, value in headers if found.lower() == name.lower()), "")
-
-
-def unfold(value: str) -> str:
-    """A header value on one line (RFC 5322 unfolding); Python refuses line breaks in values."""
-    return re.sub(r"\r?\n", " ", re.sub(r"\r?\n(?=[ \t])", "", value))
-
-
-def rebuild(**fields: Any) -> AnymailInboundMessage:
-    """AnymailInboundMessage.construct(**fields), storable and the same bytes every time.
-
-    Works around two things construct() doesn't do (yet): a lone text body
-    with non-ASCII characters is left unencodable, so it's set again; and
-    multipart boundaries are random, while a rebuilt message is stored
-    under the hash of its bytes (how a retried or reprocessed delivery is
-    recognized), so each gets one derived from its content.
-    """
-    message = AnymailInboundMessage.construct(**fields)
-    body = fields.get("text") if fields.get("text") is not None else fields.get("html")
-    if not message.is_multipart() and body is not None:
-        del message["Content-Transfer-Encoding"]
-        message.set_payload(body, "utf-8")
-    # walk() lists parents before children: reversed, each part's children
-    # have their final bytes before the part's own boundary is derived.
-    for part in reversed(list(message.walk())):
-        if part.is_multipart():
-            content = b"".join(child.as_bytes() for child in part.get_payload())
-            part.set_boundary("=_" + hashlib.sha256(content).hexdigest()[:40])
-    return message

@@ -19,7 +19,7 @@ When ``raw`` is null, the message is rebuilt from the API's fields instead
 (``headers``, ``text``, ``html`` with its ``cid:`` references kept, and each
 attachment downloaded from ``GET .../emails/receiving/{email_id}/attachments``
 with its declared name, type, disposition and content id), with boundaries
-derived from the email so a rebuild gives the same bytes.
+derived from its content so a rebuild gives the same bytes.
 
 If Resend can't be reached, answers an error (including a 401 for a wrong
 key or a 404), or RESEND_API_KEY isn't set, the call is answered 503: Resend
@@ -48,10 +48,7 @@ https://resend.com/docs/webhooks/retries-and-replays
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -60,27 +57,18 @@ from django.http import HttpRequest
 
 from sending.backends.base_requests import DEFAULT_REQUESTS_TIMEOUT, USER_AGENT
 from sending.backends.resend import DEFAULT_API_URL
-from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookRetryLater
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.resend import ResendTrackingWebhookView, parse_datetime
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView, InboundTooLarge
+from .base import AnymailInboundWebhookView, inbound_event, read_capped
 
 logger = logging.getLogger(__name__)
 
 RECEIVED = "email.received"
-DOWNLOAD_CHUNK_BYTES = 64 * 1024
 ATTACHMENTS_PAGE_SIZE = 100  # the List attachments maximum
-# RFC 5322 field names: printable ASCII except the colon.
-HEADER_NAME = re.compile(r"^[!-9;-~]+$")
-
-
-class ResendEmailUnavailable(AnymailWebhookPayloadError):
-    """The received email couldn't be fetched from Resend (answered 503, so Resend retries)."""
-
-    http_status = 503
 
 
 class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookView):
@@ -137,16 +125,15 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
         if isinstance(received_for, list) and len(received_for) == 1:
             message.envelope_recipient = str(received_for[0]) or None
         created_at = data.get("created_at") or payload.get("created_at")
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=parse_datetime(created_at) if created_at else None,
-            event_id=email_id,
-            esp_event=payload,
-            message=message,
-        )
-        if raw is not None:
-            event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=payload,
+                raw=raw,
+                event_id=email_id,
+                timestamp=parse_datetime(created_at) if created_at else None,
+            )
+        ]
 
     def received_email_id(self, payload: Any) -> str:
         """The email_id of an email.received event, or a payload error saying what came instead."""
@@ -173,31 +160,25 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
         self, session: requests.Session, email_id: str, email: dict
     ) -> AnymailInboundMessage:
         """The message rebuilt from the Receiving API's fields (when it has no raw file)."""
-        headers = header_items(email.get("headers"))
-        names = {name.lower() for name, _ in headers}
-        for header, field in (("Message-ID", "message_id"), ("Reply-To", "reply_to")):
-            value = address_list(email.get(field))
-            if value and header.lower() not in names:
-                headers.append((header, value))
         attachments = []
         if email.get("attachments") != []:  # listed only when there may be some
             attachments = [
                 self.attachment(session, email_id, attachment)
                 for attachment in self.list_attachments(session, email_id)
             ]
-        message = AnymailInboundMessage.construct(
-            headers=headers,
+        headers = email.get("headers")
+        return AnymailInboundMessage.construct(
+            headers=headers if isinstance(headers, dict) else None,
             from_email=email.get("from") or None,
-            to=address_list(email.get("to")),
-            cc=address_list(email.get("cc")),
+            to=email.get("to") or None,
+            cc=email.get("cc") or None,
+            reply_to=email.get("reply_to") or None,
             subject=email.get("subject"),
+            message_id=email.get("message_id") or None,
             text=email.get("text"),
             html=email.get("html"),
             attachments=attachments,
         )
-        set_lone_body(message, email.get("text"), email.get("html"))
-        set_stable_boundaries(message, email)
-        return message
 
     def list_attachments(self, session: requests.Session, email_id: str) -> list[dict]:
         path = f"emails/receiving/{quote(email_id, safe='')}/attachments"
@@ -207,7 +188,7 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
             page = self.api_get(session, path, **params)
             items = page.get("data")
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-                raise ResendEmailUnavailable(
+                raise AnymailWebhookRetryLater(
                     f"Resend's attachment list for received email {email_id} has no data list."
                 )
             attachments += items
@@ -221,7 +202,7 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
         filename = attachment.get("filename") or None
         url = attachment.get("download_url")
         if not url:
-            raise ResendEmailUnavailable(
+            raise AnymailWebhookRetryLater(
                 f"Resend gave no download_url for attachment {filename!r} of received "
                 f"email {email_id}."
             )
@@ -246,9 +227,9 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
     # Resend's API
 
     def api_get(self, session: requests.Session, path: str, **params: Any) -> dict:
-        """GET a Resend API path; its JSON object, or ResendEmailUnavailable."""
+        """GET a Resend API path; its JSON object, or AnymailWebhookRetryLater."""
         if not self.api_key:
-            raise ResendEmailUnavailable(
+            raise AnymailWebhookRetryLater(
                 "A Resend received email must be fetched from Resend's API: set "
                 "RESEND_API_KEY in your ANYMAIL settings, then reprocess this webhook call."
             )
@@ -284,68 +265,11 @@ class ResendInboundWebhookView(AnymailInboundWebhookView, ResendTrackingWebhookV
                         f"Resend's file server answered {response.status_code} to the download "
                         f"of {what}."
                     )
-                chunks, size = [], 0
-                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > limit:
-                        raise InboundTooLarge(
-                            f"Resend {what} is over the {limit} bytes allowed "
-                            f'(MAILHUB["{setting}"]).'
-                        )
-                    chunks.append(chunk)
+                return read_capped(response, limit=limit, what=f"Resend {what}", setting=setting)
         except requests.RequestException as err:
             raise self.unavailable(f"Couldn't download {what} from Resend: {err}") from err
-        return b"".join(chunks)
 
     @staticmethod
-    def unavailable(error: str) -> ResendEmailUnavailable:
+    def unavailable(error: str) -> AnymailWebhookRetryLater:
         logger.warning("Resend inbound: %s", error)
-        return ResendEmailUnavailable(f"{error} (answered 503 so Resend retries; call kept)")
-
-
-# Field conversions
-
-
-def header_items(headers: Any) -> list[tuple[str, str]]:
-    """The API's headers object as (name, value) pairs, values unfolded to one line."""
-    if not isinstance(headers, dict):
-        return []
-    items = []
-    for name, values in headers.items():
-        if not HEADER_NAME.match(str(name)):
-            continue  # not a header name; it stays in the API's answer
-        for value in values if isinstance(values, list) else [values]:
-            if value is not None:
-                items.append((str(name), re.sub(r"\s*[\r\n]+\s*", " ", str(value)).strip()))
-    return items
-
-
-def address_list(value: Any) -> str | None:
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value if item) or None
-    return str(value) if value else None
-
-
-def set_stable_boundaries(message: AnymailInboundMessage, email: dict) -> None:
-    """Derive each multipart's boundary from the received email.
-
-    The rebuilt message is what's stored, once per content hash: random
-    boundaries would make each rebuild (a retry, a reprocessing) a "new" message.
-    """
-    seed = json.dumps(email, sort_keys=True, default=str).encode()
-    digest = hashlib.sha256(seed).hexdigest()[:32]
-    for index, part in enumerate(part for part in message.walk() if part.is_multipart()):
-        part.set_boundary(f"=_resend_{digest}_{index}")
-
-
-def set_lone_body(message: AnymailInboundMessage, text: str | None, html: str | None) -> None:
-    """Set a message's only body again, the way the generator can write it.
-
-    construct() copies a lone text body's payload decoded, and as_bytes()
-    then fails on its non-ASCII characters (it expects them 8-bit, as
-    set_content() stores them). Multipart messages are unaffected.
-    """
-    if message.is_multipart() or (text is None) == (html is None):
-        return
-    subtype, body = ("plain", text) if text is not None else ("html", html)
-    message.set_content(body, subtype=subtype, charset="utf-8")
+        return AnymailWebhookRetryLater(f"{error} (answered 503 so Resend retries; call kept)")

@@ -13,10 +13,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from sending.exceptions import AnymailWebhookPayloadError
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 
 class SandboxInboundWebhookView(AnymailInboundWebhookView):
@@ -30,12 +30,12 @@ class SandboxInboundWebhookView(AnymailInboundWebhookView):
         message = AnymailInboundMessage.parse_raw_mime_bytes(raw)
         message.envelope_sender = request.headers.get("X-Envelope-Sender") or None
         message.envelope_recipient = request.headers.get("X-Envelope-Recipient") or None
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=timezone.now(),
-            event_id=None,
-            esp_event=request,
-            message=message,
-        )
-        event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=request,
+                raw=raw,
+                event_id=None,
+                timestamp=timezone.now(),
+            )
+        ]

@@ -37,7 +37,6 @@ and https://www.twilio.com/docs/sendgrid/for-developers/parsing-email/securing-y
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from io import BytesIO
@@ -55,7 +54,7 @@ from sending.exceptions import (
     AnymailWebhookPayloadError,
     AnymailWebhookValidationFailure,
 )
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.base import b64decode_or_none, check_timestamp
 from tracking.webhooks.sendgrid import (
@@ -66,7 +65,7 @@ from tracking.webhooks.sendgrid import (
 )
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 KEY_SETTING = "SENDGRID_INBOUND_WEBHOOK_VERIFICATION_KEY"
 ATTACHMENT_FIELD = re.compile(r"attachment(\d+)")
@@ -145,7 +144,7 @@ class SendGridInboundWebhookView(AnymailInboundWebhookView):
                 "ESP's webhook posted to the SendGrid inbound URL?"
             )
         self.require_content_type(request, "multipart/form-data")
-        require_complete_multipart(request)
+        self.require_complete_multipart(request)
         # Fields come in whatever charset the message used (see charsets), and
         # "email" is the raw message, 8-bit bytes and all. Decoded as Latin-1,
         # every byte is one character, so encoding a field back gives its
@@ -190,16 +189,15 @@ class SendGridInboundWebhookView(AnymailInboundWebhookView):
         except ValueError:
             message.spam_score = None
 
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=None,
-            event_id=None,
-            esp_event=request,
-            message=message,
-        )
-        if raw is not None:
-            event.raw_mime = raw
-        return [event]
+        return [
+            inbound_event(
+                message=message,
+                esp_event=request,
+                raw=raw,
+                event_id=None,
+                timestamp=None,
+            )
+        ]
 
     def construct_message(self, fields: QueryDict, files: MultiValueDict) -> AnymailInboundMessage:
         charsets = json_field(fields, "charsets", {})
@@ -227,7 +225,7 @@ class SendGridInboundWebhookView(AnymailInboundWebhookView):
                     inline=bool(content_id),
                 )
             )
-        return rebuild(
+        return AnymailInboundMessage.construct(
             raw_headers=text("headers"),
             from_email=text("from"),
             to=text("to"),
@@ -276,36 +274,3 @@ def json_field(fields: QueryDict, name: str, default: Any) -> Any:
             f"SendGrid inbound field {name} should be a JSON {type(default).__name__}."
         )
     return parsed
-
-
-def require_complete_multipart(request: HttpRequest) -> None:
-    """Refuse a multipart body cut short: Django parses whatever parts arrived."""
-    boundary = request.content_params.get("boundary", "").encode("latin-1")
-    if not boundary or not request.body.rstrip(b"\r\n").endswith(b"--" + boundary + b"--"):
-        raise AnymailWebhookPayloadError(
-            "Malformed SendGrid inbound form data: the multipart body doesn't end with its "
-            "closing boundary (truncated?)."
-        )
-
-
-def rebuild(**fields: Any) -> AnymailInboundMessage:
-    """AnymailInboundMessage.construct(**fields), storable and the same bytes every time.
-
-    Works around two things construct() doesn't do (yet): a lone text body
-    with non-ASCII characters is left unencodable, so it's set again; and
-    multipart boundaries are random, while a rebuilt message is stored
-    under the hash of its bytes (how a retried or reprocessed delivery is
-    recognized), so each gets one derived from its content.
-    """
-    message = AnymailInboundMessage.construct(**fields)
-    body = fields.get("text") if fields.get("text") is not None else fields.get("html")
-    if not message.is_multipart() and body is not None:
-        del message["Content-Transfer-Encoding"]
-        message.set_payload(body, "utf-8")
-    # walk() lists parents before children: reversed, each part's children
-    # have their final bytes before the part's own boundary is derived.
-    for part in reversed(list(message.walk())):
-        if part.is_multipart():
-            content = b"".join(child.as_bytes() for child in part.get_payload())
-            part.set_boundary("=_" + hashlib.sha256(content).hexdigest()[:40])
-    return message

@@ -34,12 +34,12 @@ from typing import Any
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookValidationFailure
-from sending.signals import AnymailInboundEvent, EventType
+from sending.signals import AnymailInboundEvent
 from sending.utils import get_anymail_setting
 from tracking.webhooks.base import b64decode_or_none, constant_time_equal
 
 from ..message import AnymailInboundMessage
-from .base import AnymailInboundWebhookView
+from .base import AnymailInboundWebhookView, inbound_event
 
 TOKEN_HEADER = "X-MessageSystems-Webhook-Token"
 
@@ -137,12 +137,10 @@ class SparkPostInboundWebhookView(AnymailInboundWebhookView):
         message = AnymailInboundMessage.parse_raw_mime_bytes(raw)
         message.envelope_sender = relay_message.get("msg_from") or None
         message.envelope_recipient = relay_message.get("rcpt_to") or None
-        event = AnymailInboundEvent(
-            event_type=EventType.INBOUND,
-            timestamp=None,
-            event_id=None,
-            esp_event=item,  # as SparkPost sent it: {"msys": {"relay_message": {...}}}
+        return inbound_event(
             message=message,
+            esp_event=item,  # as SparkPost sent it: {"msys": {"relay_message": {...}}}
+            raw=raw,
+            event_id=None,
+            timestamp=None,
         )
-        event.raw_mime = raw
-        return event

@@ -9,8 +9,10 @@ and ``parse_events``; they never touch the database.
 Answers: 401 for missing or wrong basic auth, 403 for a bad ESP signature
 or a stale timestamp, 413 for an oversized body, 400 for a payload that
 can't be understood (the raw call is kept for reprocessing), 503 when the
-raw call can't be stored (so the ESP retries), 200 otherwise. An
-unexpected error in recording is a 500, so the ESP retries.
+raw call can't be stored or something it needs can't be fetched now
+(AnymailWebhookRetryLater: the raw call is kept, marked failed), so the ESP
+retries, 200 otherwise. An unexpected error in recording is a 500, so the
+ESP retries.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from django.views.decorators.csrf import csrf_exempt
 from sending.exceptions import (
     AnymailInsecureWebhookWarning,
     AnymailWebhookPayloadError,
+    AnymailWebhookRetryLater,
     AnymailWebhookValidationFailure,
 )
 from sending.signals import AnymailEvent, tracking
@@ -118,6 +121,10 @@ class AnymailBaseWebhookView(View):
         payload_error = None
         try:
             self.validate_request(request)
+        except AnymailWebhookRetryLater as err:
+            # The signature couldn't be checked yet (e.g. its certificate
+            # couldn't be fetched). Store nothing unverified: the ESP retries.
+            return error_response(err.http_status, str(err))
         except AnymailWebhookPayloadError as err:
             # The body is too broken to find the ESP's signature in. It did
             # pass basic auth, so keep it (below) like any unparsable call.
@@ -279,6 +286,44 @@ class AnymailBaseWebhookView(View):
 
 def error_response(status: int, message: str) -> JsonResponse:
     return JsonResponse({"status": "error", "error": message}, status=status)
+
+
+def recognize_payload(payload: Any, *, esp_name: str) -> str | None:
+    """What payload looks like when its fields give away another ESP's webhook, else None.
+
+    For the errors answering a payload posted to the wrong URL. esp_name's
+    own payloads are never "recognized": a malformed one is the caller's to
+    describe.
+    """
+    fields = set(payload) if isinstance(payload, dict) else set()
+    first = payload[0] if isinstance(payload, list) and payload else None
+    for esps, found, looks_like in (
+        (("Unisender Go",), "events_by_user" in fields, "an Unisender Go webhook payload"),
+        (
+            ("Amazon SES", "Scaleway"),
+            bool(fields & {"TopicArn", "SubscribeURL"}),
+            "an SNS notification (Amazon SES, Scaleway)",
+        ),
+        (("Mailgun",), bool(fields & {"event-data", "signature"}), "a Mailgun webhook payload"),
+        (("Postmark",), "RecordType" in fields, "a Postmark webhook payload"),
+        (("Postmark",), "FromFull" in fields, "a Postmark inbound webhook payload"),
+        (("SparkPost",), isinstance(first, dict) and "msys" in first, "a SparkPost webhook batch"),
+    ):
+        if found and esp_name not in esps:
+            return looks_like
+    return None
+
+
+def describe_wrong_payload(payload: Any, expected: str, *, esp_name: str) -> str:
+    """An error for a payload that isn't esp_name's: expected, then what payload looks like."""
+    looks_like = recognize_payload(payload, esp_name=esp_name)
+    if looks_like:
+        return f"{expected}; this looks like {looks_like}."
+    if isinstance(payload, dict):
+        return f"{expected}; its fields are: {', '.join(sorted(map(str, payload))) or 'none'}."
+    if isinstance(payload, list):
+        return f"{expected}, not a JSON array (another ESP's batch of events?)."
+    return f"{expected}, not a JSON {type(payload).__name__}."
 
 
 def check_timestamp(timestamp: Any, tolerance: int, esp_name: str) -> None:

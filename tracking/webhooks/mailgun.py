@@ -56,7 +56,12 @@ from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookValidat
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import get_anymail_setting
 
-from .base import AnymailBaseWebhookView, check_timestamp, constant_time_equal
+from .base import (
+    AnymailBaseWebhookView,
+    check_timestamp,
+    constant_time_equal,
+    describe_wrong_payload,
+)
 
 DEFAULT_TOLERANCE = 300
 
@@ -163,8 +168,12 @@ class MailgunTrackingWebhookView(AnymailBaseWebhookView):
         payload = self.parse_json_body(request)
         if not isinstance(payload, dict) or not isinstance(payload.get("event-data"), dict):
             raise AnymailWebhookPayloadError(
-                'Mailgun webhook payload must be an object with "signature" and "event-data": '
-                f"is this {describe_foreign_payload(payload)} posted to the Mailgun tracking URL?"
+                describe_wrong_payload(
+                    payload,
+                    'Mailgun webhook payload must be an object with "signature" and "event-data"',
+                    esp_name=self.esp_name,
+                )
+                + " Is another ESP's or an inbound webhook posted to the Mailgun tracking URL?"
             )
         return payload
 
@@ -235,17 +244,3 @@ def mta_response(delivery_status: dict) -> str | None:
     if code and not message.startswith(str(code)):
         message = f"{code} {message}".strip()
     return message or None
-
-
-def describe_foreign_payload(payload: Any) -> str:
-    """Guess which ESP's webhook sent payload, for a wrong-URL error."""
-    if isinstance(payload, list):
-        return "a batch of events (SendGrid's or another ESP's)"
-    if isinstance(payload, dict):
-        if "RecordType" in payload:
-            return "a Postmark webhook"
-        if "FromFull" in payload:
-            return "a Postmark inbound webhook"
-        if "events" in payload or "event" in payload:
-            return "another ESP's webhook"
-    return "another ESP's or an inbound webhook"

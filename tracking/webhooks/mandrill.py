@@ -20,12 +20,15 @@ own ``_id`` repeats the message id), so events are de-duplicated by content.
 
 Signature: ``X-Mandrill-Signature`` is base64(HMAC-SHA1(webhook key, URL +
 each POST key and value, sorted by key)), where URL is exactly the one
-entered in Mandrill. The key is MANDRILL_WEBHOOK_KEY; MANDRILL_WEBHOOK_URL
-overrides the URL when a proxy changes the scheme or host Django sees. When
-the key is set, every call must carry a valid signature, so basic auth is
-optional (Mandrill accepts credentials in the webhook URL too). Mandrill
-checks the URL with a HEAD request when the webhook is added; the base view
-answers it.
+entered in Mandrill. The key is MANDRILL_WEBHOOK_KEY. MANDRILL_WEBHOOK_URL
+(set when a proxy changes the scheme, host or path prefix Django sees) is the
+URL entered in Mandrill for any one of the Mandrill URLs (tracking, inbound
+or combined): a call to another of them is checked against the same URL with
+that call's Mandrill path (``.../mandrill/tracking/`` for ``.../mandrill/``,
+say), since Mandrill signs each URL as entered. When the key is set, every
+call must carry a valid signature, so basic auth is optional (Mandrill
+accepts credentials in the webhook URL too). Mandrill checks the URL with a
+HEAD request when the webhook is added; the base view answers it.
 
 References: https://mailchimp.com/developer/transactional/docs/webhooks/,
 https://mailchimp.com/developer/transactional/guides/track-respond-activity-webhooks/,
@@ -41,6 +44,7 @@ import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.http import HttpRequest, QueryDict
 
@@ -51,6 +55,8 @@ from sending.utils import get_anymail_setting
 from .base import AnymailBaseWebhookView, constant_time_equal
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+MANDRILL_PATH = "/mandrill/"
+INBOUND = "inbound"
 
 EVENT_TYPES = {
     "send": EventType.SENT,
@@ -114,7 +120,10 @@ class MandrillTrackingWebhookView(AnymailBaseWebhookView):
         if request.body:
             # The signature covers the form fields: another body type can't be checked.
             self.require_content_type(request, FORM_CONTENT_TYPE)
-        url = self.webhook_url or request.build_absolute_uri()
+        if self.webhook_url:
+            url = same_webhook_at(self.webhook_url, request.path)
+        else:
+            url = request.build_absolute_uri()
         expected = mandrill_signature(self.webhook_key, url, request.POST)
         if not constant_time_equal(signature, expected):
             raise AnymailWebhookValidationFailure(
@@ -124,28 +133,8 @@ class MandrillTrackingWebhookView(AnymailBaseWebhookView):
             )
 
     def parse_events(self, request: HttpRequest) -> list[AnymailTrackingEvent]:
-        if not request.body:
-            raise AnymailWebhookPayloadError(
-                "Empty Mandrill webhook body: expected a mandrill_events form field."
-            )
-        self.require_content_type(request, FORM_CONTENT_TYPE)
-        raw_events = request.POST.get("mandrill_events")
-        if raw_events is None:
-            raise AnymailWebhookPayloadError(
-                "Mandrill webhook has no mandrill_events field: is this another ESP's "
-                "webhook posted to the Mandrill URL?"
-            )
-        try:
-            esp_events = json.loads(raw_events)
-        except ValueError as err:
-            raise AnymailWebhookPayloadError(
-                f"Mandrill webhook mandrill_events is not valid JSON: {err}"
-            ) from err
-        if not isinstance(esp_events, list) or not all(isinstance(e, dict) for e in esp_events):
-            raise AnymailWebhookPayloadError(
-                "Mandrill webhook mandrill_events must be a JSON array of event objects."
-            )
-        if any(esp_event.get("event") == "inbound" for esp_event in esp_events):
+        esp_events = mandrill_events(request)
+        if any(esp_event.get("event") == INBOUND for esp_event in esp_events):
             raise AnymailWebhookPayloadError(
                 "Mandrill inbound (route) events were posted to the tracking webhook; "
                 "point the inbound route at the inbound webhook URL instead."
@@ -197,6 +186,60 @@ class MandrillTrackingWebhookView(AnymailBaseWebhookView):
             description=description,
             esp_event=esp_event,
         )
+
+
+def mandrill_events(request: HttpRequest) -> list[dict]:
+    """The mandrill_events form field as a list of event objects, or a payload error.
+
+    Decoded once per request, then remembered on it: the combined URL reads
+    the events both to choose the call's kind and to parse them.
+    """
+    decoded = getattr(request, "_mandrill_events", None)
+    if decoded is not None:
+        return decoded
+    if not request.body:
+        raise AnymailWebhookPayloadError(
+            "Empty Mandrill webhook body: expected a mandrill_events form field."
+        )
+    if request.content_type != FORM_CONTENT_TYPE:
+        raise AnymailWebhookPayloadError(
+            f"Mandrill webhooks are sent as {FORM_CONTENT_TYPE}, "
+            f"not {request.content_type or 'no content type'}."
+        )
+    raw_events = request.POST.get("mandrill_events")
+    if raw_events is None:
+        raise AnymailWebhookPayloadError(
+            "Mandrill webhook has no mandrill_events field: is this another ESP's "
+            "webhook posted to the Mandrill URL?"
+        )
+    try:
+        esp_events = json.loads(raw_events)
+    except ValueError as err:
+        raise AnymailWebhookPayloadError(
+            f"Mandrill webhook mandrill_events is not valid JSON: {err}"
+        ) from err
+    if not isinstance(esp_events, list) or not all(isinstance(e, dict) for e in esp_events):
+        raise AnymailWebhookPayloadError(
+            "Mandrill webhook mandrill_events must be a JSON array of event objects."
+        )
+    request._mandrill_events = esp_events
+    return esp_events
+
+
+def same_webhook_at(configured_url: str, request_path: str) -> str:
+    """configured_url (one Mandrill webhook URL) with request_path's Mandrill path instead.
+
+    "https://user:pass@example.com/hooks/anymail/mandrill/" called at
+    "/anymail/mandrill/inbound/" gives
+    "https://user:pass@example.com/hooks/anymail/mandrill/inbound/". A URL
+    without a Mandrill path (a proxy's own) is used as it is.
+    """
+    parts = urlsplit(configured_url)
+    prefix, found, _ = parts.path.rpartition(MANDRILL_PATH)
+    _, called, suffix = request_path.rpartition(MANDRILL_PATH)
+    if not (found and called):
+        return configured_url
+    return urlunsplit(parts._replace(path=f"{prefix}{MANDRILL_PATH}{suffix}"))
 
 
 def mta_response(msg: dict) -> str | None:

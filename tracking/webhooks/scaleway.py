@@ -64,20 +64,25 @@ from urllib.parse import urlsplit
 import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from django.http import HttpRequest
 
 from sending.exceptions import (
-    AnymailAPIError,
     AnymailConfigurationError,
     AnymailWebhookPayloadError,
+    AnymailWebhookRetryLater,
     AnymailWebhookValidationFailure,
 )
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import get_anymail_setting
 
-from .base import AnymailBaseWebhookView, b64decode_or_none, check_timestamp
+from .base import (
+    AnymailBaseWebhookView,
+    b64decode_or_none,
+    check_timestamp,
+    describe_wrong_payload,
+)
+from .sns import SIGNATURE_HASHES, SIGNED_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -97,23 +102,6 @@ EVENT_TYPES: dict[str, tuple[str, str | None]] = {
     "blocklist_created": (EventType.UNKNOWN, None),
     "unknown_type": (EventType.UNKNOWN, None),
 }
-
-# The fields an SNS signature covers, in order, by message type (SNS
-# signature version 1; absent optional fields are left out).
-SIGNED_FIELDS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-}
-SIGNED_FIELDS["UnsubscribeConfirmation"] = SIGNED_FIELDS["SubscriptionConfirmation"]
-SIGNATURE_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 
 # Scaleway serves its signing certificates from its messaging bucket.
 SIGNING_CERT_HOST = re.compile(r"messaging\.s3\.[a-z]{2}-[a-z]{3}\.scw\.cloud")
@@ -175,6 +163,8 @@ class ScalewayTrackingWebhookView(AnymailBaseWebhookView):
             self.verify_signature(payload)
 
     def verify_signature(self, envelope: dict) -> None:
+        # Amazon SNS's scheme (Scaleway's Topics and Events is SNS-compatible),
+        # with any absent field left out of the signed string.
         fields = SIGNED_FIELDS.get(envelope.get("Type"))
         hash_class = SIGNATURE_HASHES.get(str(envelope.get("SignatureVersion")))
         signature = b64decode_or_none(envelope.get("Signature") or "")
@@ -312,22 +302,13 @@ class ScalewayTrackingWebhookView(AnymailBaseWebhookView):
         self.require_content_type(request, "application/json", "text/plain")
         return self.parse_json_body(request)
 
-    @staticmethod
-    def describe_wrong_payload(payload: Any) -> str:
-        expected = (
+    def describe_wrong_payload(self, payload: Any) -> str:
+        return describe_wrong_payload(
+            payload,
             "Scaleway webhooks post a Topics and Events (SNS) message, or a TEM event, "
-            "as a JSON object"
+            "as a JSON object",
+            esp_name=self.esp_name,
         )
-        if isinstance(payload, dict):
-            if "events_by_user" in payload:
-                return f"{expected}; this looks like an Unisender Go webhook payload."
-            if "event-data" in payload:
-                return f"{expected}; this looks like a Mailgun webhook payload."
-            return f"{expected}; its fields are: {', '.join(sorted(map(str, payload))) or 'none'}."
-        if isinstance(payload, list) and payload and isinstance(payload[0], dict):
-            if "msys" in payload[0]:
-                return f"{expected}; this looks like a SparkPost webhook batch."
-        return f"{expected}, not a JSON {type(payload).__name__}."
 
     @staticmethod
     def describe_wrong_message(message: Any) -> str:
@@ -380,16 +361,17 @@ def fetch_certificate(url: str) -> x509.Certificate:
     try:
         response = requests.get(url, timeout=CERT_FETCH_TIMEOUT)
     except requests.RequestException as err:
-        # Scaleway's bucket is out of reach: a 500, so the call is retried.
-        raise AnymailAPIError(f"Couldn't fetch Scaleway signing certificate {url}: {err}") from err
+        # Scaleway's bucket is out of reach: a 503 (the call kept), so Scaleway retries.
+        raise AnymailWebhookRetryLater(
+            f"Couldn't fetch Scaleway signing certificate {url}: {err}"
+        ) from err
     if 400 <= response.status_code < 500:
         raise AnymailWebhookValidationFailure(
             f"Scaleway webhook SigningCertURL {url} doesn't exist ({response.status_code})."
         )
     if response.status_code != 200:
-        raise AnymailAPIError(
-            f"Couldn't fetch Scaleway signing certificate {url}: HTTP {response.status_code}",
-            response=response,
+        raise AnymailWebhookRetryLater(
+            f"Couldn't fetch Scaleway signing certificate {url}: HTTP {response.status_code}"
         )
     try:
         return x509.load_pem_x509_certificate(response.content)

@@ -52,7 +52,12 @@ from sending.exceptions import (
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import get_anymail_setting
 
-from .base import AnymailBaseWebhookView, b64decode_or_none, check_timestamp
+from .base import (
+    AnymailBaseWebhookView,
+    b64decode_or_none,
+    check_timestamp,
+    describe_wrong_payload,
+)
 
 DEFAULT_TOLERANCE = 300
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -207,10 +212,10 @@ class SendGridTrackingWebhookView(AnymailBaseWebhookView):
         self.require_content_type(request, "application/json")
         payload = self.parse_json_body(request)
         if not isinstance(payload, list):
+            expected = "SendGrid's Event Webhook posts a JSON array of events"
             raise AnymailWebhookPayloadError(
-                "SendGrid's Event Webhook posts a JSON array of events, not "
-                f"{describe_foreign_payload(payload)}: is another ESP's webhook posted to "
-                "the SendGrid tracking URL?"
+                describe_wrong_payload(payload, expected, esp_name=self.esp_name)
+                + " Is another ESP's webhook posted to the SendGrid tracking URL?"
             )
         return [self.parse_event(esp_event) for esp_event in payload]
 
@@ -310,14 +315,3 @@ def load_verification_key(value: str) -> ec.EllipticCurvePublicKey:
             f"{setting} must be an elliptic curve (ECDSA) public key, not {type(key).__name__}."
         )
     return key
-
-
-def describe_foreign_payload(payload: Any) -> str:
-    """Name what was posted instead of an event array, for a wrong-URL error."""
-    if isinstance(payload, dict):
-        if "event-data" in payload:
-            return "a single object (this looks like a Mailgun webhook)"
-        if "RecordType" in payload:
-            return "a single object (this looks like a Postmark webhook)"
-        return "a single JSON object"
-    return f"a JSON {type(payload).__name__}"

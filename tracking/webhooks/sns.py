@@ -55,8 +55,8 @@ from django.http import HttpRequest
 
 from sending.exceptions import (
     AnymailConfigurationError,
-    AnymailRequestsAPIError,
     AnymailWebhookPayloadError,
+    AnymailWebhookRetryLater,
     AnymailWebhookValidationFailure,
 )
 from sending.utils import get_anymail_setting
@@ -147,8 +147,8 @@ def string_to_sign(message: dict) -> bytes:
 def verify_signature(message: dict, *, esp_name: str = "Amazon SNS") -> None:
     """Check message's SNS signature; raise AnymailWebhookValidationFailure if it's not valid.
 
-    Raises AnymailRequestsAPIError if the signing certificate can't be
-    fetched right now (answered 500, so SNS retries).
+    Raises AnymailWebhookRetryLater if the signing certificate can't be
+    fetched right now (answered 503, the call kept, so SNS retries).
     """
     version = str(message.get("SignatureVersion"))
     hash_class = SIGNATURE_HASHES.get(version)
@@ -197,13 +197,13 @@ def signing_certificate(url: str, *, esp_name: str = "Amazon SNS") -> x509.Certi
         # No redirects: the certificate must come from the SNS host itself
         response = requests.get(url, timeout=SNS_REQUEST_TIMEOUT, allow_redirects=False)
     except requests.RequestException as err:
-        raise AnymailRequestsAPIError(
+        raise AnymailWebhookRetryLater(
             f"Couldn't fetch the Amazon SNS signing certificate {url}: {err}", esp_name=esp_name
         ) from err
     if response.status_code >= 500:
-        raise AnymailRequestsAPIError(
-            f"Couldn't fetch the Amazon SNS signing certificate {url}",
-            response=response,
+        raise AnymailWebhookRetryLater(
+            f"Couldn't fetch the Amazon SNS signing certificate {url}: "
+            f"SNS answered {response.status_code}.",
             esp_name=esp_name,
         )
     if response.status_code != 200:
@@ -347,7 +347,8 @@ class AmazonSNSWebhookView(AnymailBaseWebhookView):
         """Visit a SubscriptionConfirmation's SubscribeURL, if the settings allow it.
 
         Raises AnymailWebhookPayloadError (400, the call kept) if not, and
-        AnymailRequestsAPIError (500, so SNS retries) if SNS can't be reached.
+        AnymailWebhookRetryLater (503, the call kept, so SNS retries) if SNS
+        can't be reached.
         """
         topic_arn = message["TopicArn"]
         url = message.get("SubscribeURL")
@@ -367,9 +368,8 @@ class AmazonSNSWebhookView(AnymailBaseWebhookView):
             response = requests.get(url, timeout=SNS_REQUEST_TIMEOUT, allow_redirects=False)
             response.raise_for_status()
         except requests.RequestException as err:
-            raise AnymailRequestsAPIError(
+            raise AnymailWebhookRetryLater(
                 f"Couldn't confirm the Amazon SNS subscription to topic {topic_arn}: {err}",
-                response=getattr(err, "response", None),
                 esp_name=self.esp_name,
             ) from err
         logger.info(

@@ -35,7 +35,7 @@ from django.http import HttpRequest
 from sending.exceptions import AnymailWebhookPayloadError
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 
-from .base import AnymailBaseWebhookView
+from .base import AnymailBaseWebhookView, describe_wrong_payload
 
 logger = logging.getLogger(__name__)
 
@@ -200,16 +200,9 @@ class SparkPostTrackingWebhookView(AnymailBaseWebhookView):
 
     def describe_wrong_payload(self, payload: Any) -> str:
         expected = 'SparkPost webhooks post a JSON array of {"msys": {...}} events'
-        if isinstance(payload, dict):
-            if "events_by_user" in payload:
-                return f"{expected}; this looks like an Unisender Go webhook payload."
-            if "TopicArn" in payload or "SubscribeURL" in payload:
-                return f"{expected}; this looks like an SNS notification (Amazon SES, Scaleway)."
-            if "event-data" in payload or "signature" in payload:
-                return f"{expected}; this looks like a Mailgun webhook payload."
-            if "msys" in payload:
-                return f"{expected}; this is a single event, not a batch."
-        return f"{expected}, not a JSON {type(payload).__name__}."
+        if isinstance(payload, dict) and "msys" in payload:
+            return f"{expected}; this is a single event, not a batch."
+        return describe_wrong_payload(payload, expected, esp_name=self.esp_name)
 
 
 def parse_timestamp(value: Any) -> datetime | None:

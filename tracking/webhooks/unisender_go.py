@@ -47,7 +47,7 @@ from sending.exceptions import AnymailWebhookPayloadError, AnymailWebhookValidat
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import get_anymail_setting
 
-from .base import AnymailBaseWebhookView, constant_time_equal
+from .base import AnymailBaseWebhookView, constant_time_equal, describe_wrong_payload
 
 # transactional_email_status "status" -> event type
 STATUSES = {
@@ -250,20 +250,12 @@ class UnisenderGoTrackingWebhookView(AnymailBaseWebhookView):
                 f"Unisender Go webhook body is not valid JSON: {err}"
             ) from err
 
-    @staticmethod
-    def describe_wrong_payload(payload: Any) -> str:
-        expected = "Unisender Go webhooks post a JSON object with an 'events_by_user' list"
-        if isinstance(payload, list):
-            if payload and isinstance(payload[0], dict) and "msys" in payload[0]:
-                return f"{expected}; this looks like a SparkPost webhook batch."
-            return f"{expected}, not a JSON array (another ESP's batch of events?)."
-        if isinstance(payload, dict):
-            if "TopicArn" in payload or "SubscribeURL" in payload:
-                return f"{expected}; this looks like an SNS notification (Amazon SES, Scaleway)."
-            if "event-data" in payload:
-                return f"{expected}; this looks like a Mailgun webhook payload."
-            return f"{expected}; its fields are: {', '.join(sorted(map(str, payload))) or 'none'}."
-        return f"{expected}, not a JSON {type(payload).__name__}."
+    def describe_wrong_payload(self, payload: Any) -> str:
+        return describe_wrong_payload(
+            payload,
+            "Unisender Go webhooks post a JSON object with an 'events_by_user' list",
+            esp_name=self.esp_name,
+        )
 
 
 def parse_time(value: Any) -> datetime | None:
