@@ -12,9 +12,10 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from sending.models import Message, Recipient
-from sending.utils import normalize_address
+from sending.utils import normalize_address, parse_address_list
 
 from .message import AnymailInboundMessage
 from .models import InboundAttachment, InboundMessage
@@ -197,3 +198,88 @@ def _replied_message(in_reply_to: str, references: str) -> Message | None:
     if recipient is not None:
         return recipient.message
     return Message.objects.filter(esp_message_id__in=candidates).order_by("-id").first()
+
+
+FORGOTTEN = "[forgotten]"
+
+
+def inbound_forget(*, address: str) -> dict[str, int]:
+    """Remove received mail from or to address (an erasure request); return counts.
+
+    Messages whose sender, envelope or To/Cc include the address lose their
+    content: addresses, subject, headers and bodies are replaced with
+    "[forgotten]", and their raw MIME and attachment files are deleted once
+    the transaction commits, unless another message still uses them.
+    """
+    from functools import partial
+
+    normalized = normalize_address(address)
+    if "@" not in normalized:
+        raise ValueError(f"Not an email address: {address!r}")
+    # to/cc are JSON lists of formatted addresses: a text match finds
+    # candidates, then each is checked properly.
+    candidates = InboundMessage.objects.filter(
+        Q(from_address=normalized)
+        | Q(envelope_sender__iexact=normalized)
+        | Q(envelope_recipient__iexact=normalized)
+        | Q(to__icontains=normalized)
+        | Q(cc__icontains=normalized)
+    )
+    matched = [message for message in candidates if _involves(message, normalized)]
+    files: set[str] = set()
+    for message in matched:
+        if message.raw_file:
+            files.add(message.raw_file.name)
+        files.update(name for name in message.attachments.values_list("file", flat=True) if name)
+    ids = [message.pk for message in matched]
+    attachments = InboundAttachment.objects.filter(message_id__in=ids).update(
+        file="", filename=FORGOTTEN, declared_filename="", content_id=""
+    )
+    InboundMessage.objects.filter(pk__in=ids).update(
+        envelope_sender=FORGOTTEN,
+        envelope_recipient=FORGOTTEN,
+        from_email=FORGOTTEN,
+        from_address=FORGOTTEN,
+        to=[],
+        cc=[],
+        subject=FORGOTTEN,
+        message_id="",
+        in_reply_to="",
+        references="",
+        headers=[],
+        text=FORGOTTEN,
+        html="",
+        stripped_text="",
+        stripped_html="",
+        raw_file="",
+        parse_error="",
+    )
+    transaction.on_commit(partial(_delete_unused_files, files))
+    return {"inbound_messages": len(ids), "inbound_attachments": attachments}
+
+
+def _involves(message: InboundMessage, address: str) -> bool:
+    if address in (
+        message.from_address,
+        normalize_address(message.envelope_sender),
+        normalize_address(message.envelope_recipient),
+    ):
+        return True
+    listed = [*message.to, *message.cc]
+    try:
+        return any(
+            normalize_address(parsed.addr_spec) == address for parsed in parse_address_list(listed)
+        )
+    except ValueError:
+        return any(address in normalize_address(entry) for entry in listed)
+
+
+def _delete_unused_files(names: set[str]) -> None:
+    """Delete stored files no remaining row refers to (content-addressed files are shared)."""
+    for name in names:
+        still_used = (
+            InboundMessage.objects.filter(raw_file=name).exists()
+            or InboundAttachment.objects.filter(file=name).exists()
+        )
+        if not still_used and default_storage.exists(name):
+            default_storage.delete(name)

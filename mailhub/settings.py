@@ -33,7 +33,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "mailhub.apps.MailhubAdminConfig",  # django.contrib.admin with mailhub's dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,9 +43,11 @@ INSTALLED_APPS = [
     "django_filters",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sending",
     "tracking",
     "inbound",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +160,13 @@ for _name in sorted(env.ENVIRON):
         else:
             ANYMAIL[_key] = env.str(_name)
 
+
+def _retention_days(kind: str, default: int | None) -> int | None:
+    """MAILHUB_RETENTION_<KIND>_DAYS: a number of days, or "forever"."""
+    value = env.str(f"MAILHUB_RETENTION_{kind}_DAYS", default=str(default))
+    return None if value.strip().lower() in ("", "none", "forever") else int(value)
+
+
 # mailhub's own options.
 MAILHUB = {
     # Record sends and webhook calls in the database (False: behave exactly
@@ -177,6 +186,119 @@ MAILHUB = {
     # Suppressions added from bounce/complaint/unsubscribe events apply to
     # "all" ESPs, or only to the "esp" that reported them.
     "SUPPRESSION_SCOPE": env.str("MAILHUB_SUPPRESSION_SCOPE", default="all"),
+    # Backends (dotted paths) the admin offers for resending, besides each
+    # message's own backend and the sandbox.
+    "RESEND_BACKENDS": env.list("MAILHUB_RESEND_BACKENDS", default=[]),
+    # The admin dashboard warns when a bounce or complaint rate (per recipient
+    # accepted by the ESP) passes these; ESPs suspend senders above roughly
+    # 5% bounces and 0.1% complaints.
+    "BOUNCE_RATE_WARNING": env.float("MAILHUB_BOUNCE_RATE_WARNING", default=0.05),
+    "COMPLAINT_RATE_WARNING": env.float("MAILHUB_COMPLAINT_RATE_WARNING", default=0.001),
+    # How long the admin dashboard's statistics are reused (seconds; 0: never).
+    "DASHBOARD_CACHE_SECONDS": env.int("MAILHUB_DASHBOARD_CACHE_SECONDS", default=60),
+    # Largest suppression CSV the admin accepts for import (bytes).
+    "SUPPRESSION_IMPORT_MAX_BYTES": env.int(
+        "MAILHUB_SUPPRESSION_IMPORT_MAX_BYTES", default=5 * 1024 * 1024
+    ),
+    # How long `manage.py purge` keeps each kind of record, in days (None:
+    # forever). Purging content blanks bodies and attachment files but keeps
+    # the Message and Recipient rows, so counts and statuses survive.
+    "RETENTION": {
+        "message_content_days": _retention_days("MESSAGE_CONTENT", 30),
+        "messages_days": _retention_days("MESSAGES", 365),
+        "events_days": _retention_days("EVENTS", 90),
+        "webhook_calls_days": _retention_days("WEBHOOK_CALLS", 30),
+    },
+    # Queued sending (sending.backends.queued), retries, rate limits and
+    # failover (sending.backends.routing). Defaults in sending.resilience.
+    "QUEUE": {
+        # The backend a queued message is sent through by the worker.
+        "BACKEND": env.str(
+            "MAILHUB_QUEUE_BACKEND", default="sending.backends.sandbox.EmailBackend"
+        ),
+        # ESP calls per message before it is marked failed; transient failures
+        # wait up to BACKOFF_BASE * 2**(n-1) seconds (at most BACKOFF_MAX)
+        # between calls, "full" jitter or "none", never less than Retry-After.
+        "MAX_ATTEMPTS": env.int("MAILHUB_QUEUE_MAX_ATTEMPTS", default=8),
+        "BACKOFF_BASE": env.float("MAILHUB_QUEUE_BACKOFF_BASE", default=2.0),
+        "BACKOFF_MAX": env.float("MAILHUB_QUEUE_BACKOFF_MAX", default=600.0),
+        "JITTER": env.str("MAILHUB_QUEUE_JITTER", default="full"),
+        # Retry a read timeout (the ESP may have taken it) even without an
+        # idempotency key; false marks such a message "unknown" instead.
+        "RETRY_AMBIGUOUS": env.bool("MAILHUB_QUEUE_RETRY_AMBIGUOUS", default=True),
+        # Messages per second per ESP key, for every send: "mailgun=50,postmark=10".
+        "RATE_LIMITS": env.dict("MAILHUB_QUEUE_RATE_LIMITS", cast={"value": float}, default={}),
+        # Shared rate limits and ESP health ("": the broker, when it is Redis).
+        "REDIS_URL": env.str("MAILHUB_REDIS_URL", default=""),
+        # The routing backend's backends, tried in order.
+        "FAILOVER_BACKENDS": env.list("MAILHUB_FAILOVER_BACKENDS", default=[]),
+        # An ESP with UNHEALTHY_ERROR_RATE failures over HEALTH_WINDOW seconds
+        # (and at least HEALTH_MIN_CALLS calls) is tried last.
+        "HEALTH_WINDOW": env.float("MAILHUB_HEALTH_WINDOW", default=60.0),
+        "HEALTH_MIN_CALLS": env.int("MAILHUB_HEALTH_MIN_CALLS", default=10),
+        "UNHEALTHY_ERROR_RATE": env.float("MAILHUB_UNHEALTHY_ERROR_RATE", default=0.5),
+        # The sweep: "sending" for longer than STUCK_AFTER seconds is stuck;
+        # queued and QUEUED_LOST_AFTER seconds past due was lost by the broker.
+        "STUCK_AFTER": env.float("MAILHUB_STUCK_AFTER", default=600.0),
+        "QUEUED_LOST_AFTER": env.float("MAILHUB_QUEUED_LOST_AFTER", default=300.0),
+    },
+}
+
+# Celery, for queued sending: `celery -A mailhub worker` and `celery -A mailhub beat`.
+# With no broker, queued messages are sent inline once their transaction commits.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="mailhub")
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when done, so a killed worker's messages are delivered
+# again (the claim in sending.queueing makes a repeat a no-op).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Don't hold a request for long when the broker is down: the message is
+# recorded as queued either way, and the sweep hands it over later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BEAT_SCHEDULE = {
+    "mailhub-sweep-sending": {
+        "task": "mailhub.sweep_sending",
+        "schedule": env.float("MAILHUB_SWEEP_INTERVAL", default=60.0),
+    },
+}
+
+# The JSON API (api/): API keys only, JSON only.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.authentication.HasApiKeyScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mailhub API",
+    "DESCRIPTION": "Status of sent messages, recipients and tracking events; suppressions; resend.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    # The docs page's Swagger UI comes from this site's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # One schema enum per status vocabulary, named after it.
+    "ENUM_NAME_OVERRIDES": {
+        "MessageStatusEnum": "sending.models.MessageStatus",
+        "SendStatusEnum": "sending.models.SendStatus",
+        "EventTypeEnum": "sending.signals.EventType",
+        "RejectReasonEnum": "sending.signals.RejectReason",
+        "SuppressionReasonEnum": "sending.models.SuppressionReason",
+        "SuppressionSourceEnum": "sending.models.SuppressionSource",
+    },
 }
 
 LOGGING = {

@@ -11,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("anymail/", include("tracking.urls")),
     path("anymail/", include("inbound.urls")),
+    path("api/", include("api.urls")),
 ]

@@ -7,8 +7,9 @@ Models hold data and the query vocabulary (queryset methods); writes live in
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .signals import EventType, RejectReason
@@ -52,10 +53,50 @@ class MessageQuerySet(models.QuerySet):
     def failed(self) -> MessageQuerySet:
         return self.filter(status=MessageStatus.FAILED)
 
+    def stuck_sending(self, before) -> MessageQuerySet:
+        """Messages left in "sending" since before (a worker or process died mid-send)."""
+        return self.filter(status=MessageStatus.SENDING, updated_at__lt=before)
+
+    def queued_due(self, before) -> MessageQuerySet:
+        """Queued messages whose next attempt was due before `before` but hasn't started."""
+        return self.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=before)
+
     def by_esp_message_id(self, esp_message_id: str) -> MessageQuerySet:
+        """Messages with this ESP message id, on the message or on any of its recipients."""
+        # A UNION of two indexed lookups: an OR across the join (or with an
+        # IN subquery) makes PostgreSQL scan every message.
+        ids = (
+            Message.objects.filter(esp_message_id=esp_message_id)
+            .order_by()
+            .values("pk")
+            .union(
+                Recipient.objects.filter(esp_message_id=esp_message_id)
+                .order_by()
+                .values("message_id"),
+                all=True,
+            )
+        )
+        return self.filter(pk__in=ids)
+
+    def for_recipient(self, address: str) -> MessageQuerySet:
+        """Messages with address among their to/cc/bcc recipients."""
         return self.filter(
-            Q(esp_message_id=esp_message_id) | Q(recipients__esp_message_id=esp_message_id)
-        ).distinct()
+            pk__in=Recipient.objects.for_address(address).order_by().values("message_id")
+        )
+
+    def with_tag(self, tag: str) -> MessageQuerySet:
+        """Messages whose tags include tag."""
+        connection = connections[self.db]
+        if connection.features.supports_json_field_contains:
+            return self.filter(tags__contains=[tag])
+        # SQLite has no JSON containment operator: look through json_each.
+        quote = connection.ops.quote_name
+        table = quote(Message._meta.db_table)
+        sql = (
+            f"SELECT {table}.{quote('id')} FROM {table}, json_each({table}.{quote('tags')}) "
+            "WHERE json_each.value = %s"
+        )
+        return self.filter(pk__in=RawSQL(sql, [tag]))
 
 
 class Message(models.Model):
@@ -71,8 +112,23 @@ class Message(models.Model):
     status = models.CharField(
         max_length=20, choices=MessageStatus.choices, default=MessageStatus.SENDING, db_index=True
     )
-    error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="The last attempt's error")
+    attempts = models.PositiveIntegerField(default=0, help_text="ESP calls made so far")
+    # Queued sending (sending.backends.queued)
+    queue_backend = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Dotted path of the backend a queued message is sent through by the worker "
+        "(backend and esp then show the one that sent it)",
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a queued message is due to be (re)tried"
+    )
+    idempotency_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Sent with every attempt to ESPs that accept one, so a retry can't send twice",
+    )
     resend_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
     )
@@ -120,7 +176,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["esp", "-created_at"], name="message_esp_created")]
+        indexes = [
+            models.Index(fields=["esp", "-created_at"], name="message_esp_created"),
+            models.Index(fields=["status", "-created_at"], name="message_status_created"),
+        ]
+        permissions = [("resend_message", "Can resend messages")]
 
     def __str__(self) -> str:
         return f"{self.subject or '(no subject)'} [{self.esp} #{self.pk}]"
@@ -183,7 +243,10 @@ class Recipient(models.Model):
         indexes = [
             models.Index(fields=["esp", "esp_message_id", "address"], name="recipient_esp_msgid"),
             models.Index(fields=["address"], name="recipient_address"),
+            # Status lookups by ESP message id alone (the API, the admin search).
+            models.Index(fields=["esp_message_id"], name="recipient_esp_message_id"),
         ]
+        permissions = [("forget_recipient", "Can forget an address (erasure requests)")]
 
     def __str__(self) -> str:
         return self.address

@@ -1,7 +1,9 @@
 """Writes for the sending app: recording sends, suppressions, rebuilding messages.
 
-The base backend is the only caller of the ``message_record_*`` functions,
-so every ESP records the same way. Writes are set-based (one INSERT per
+The base backend is the only caller of the ``message_record_*`` functions
+(with the queued backend, which records a message without sending it: a
+worker's send then updates that record through the same pipeline), so every
+ESP records the same way. Writes are set-based (one INSERT per
 table, one UPDATE per distinct outcome) to keep recording cheap next to
 the ESP call it brackets.
 """
@@ -10,19 +12,22 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMessage
 from django.db import connections, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import lean_sql
-from .backends.base import DEFAULTS_APPLIED_ATTR
+from .backends.base import DEFAULTS_APPLIED_ATTR, RECORD_REUSE_ATTR, RecordReuse
+from .exceptions import AnymailError
 from .message import ANYMAIL_ATTRS, AnymailMessage, AnymailStatus
 from .models import (
     Message,
@@ -34,7 +39,7 @@ from .models import (
     SuppressionReason,
     SuppressionSource,
 )
-from .utils import Attachment, get_mailhub_setting, normalize_address
+from .utils import Attachment, get_mailhub_setting, normalize_address, pk_batches
 
 if TYPE_CHECKING:
     from .backends.base import AnymailBaseBackend, BasePayload
@@ -60,7 +65,46 @@ REFUSED_STATUSES = frozenset({"invalid", "rejected", "suppressed"})
 
 
 def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -> Message:
-    """Write the Message, its Recipients and attachments before the ESP is called."""
+    """Write the Message, its Recipients and attachments before the ESP is called.
+
+    A message that already has a record (one a worker took from the queue, or
+    one the routing backend is handing to the next ESP: RECORD_REUSE_ATTR)
+    updates that record to "sending" through this backend instead.
+    """
+    reuse = getattr(payload.message, RECORD_REUSE_ATTR, None)
+    if reuse is not None:
+        return _message_record_restart(reuse=reuse, backend=backend, payload=payload)
+    return _message_record_insert(
+        backend=backend, payload=payload, status=MessageStatus.SENDING, attempts=1
+    )
+
+
+def message_record_queued(
+    *,
+    backend: AnymailBaseBackend,
+    payload: BasePayload,
+    queue_backend: str,
+    idempotency_key: str = "",
+) -> Message:
+    """Write a message queued for a worker (no ESP call): Message, Recipients, attachments.
+
+    payload is built by the backend the worker will send through, so the
+    record holds exactly what it will send (send defaults merged in).
+    """
+    return _message_record_insert(
+        backend=backend,
+        payload=payload,
+        status=MessageStatus.QUEUED,
+        attempts=0,
+        queue_backend=queue_backend,
+        idempotency_key=idempotency_key,
+        next_attempt_at=timezone.now(),
+    )
+
+
+def _message_record_insert(
+    *, backend: AnymailBaseBackend, payload: BasePayload, status: str, attempts: int, **fields: Any
+) -> Message:
     effective = payload.effective
     message = payload.message
     store_content = bool(get_mailhub_setting("STORE_CONTENT", True))
@@ -73,8 +117,9 @@ def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -
         updated_at=now,
         backend=backend.backend_path,
         esp=backend.esp_key,
-        status=MessageStatus.SENDING,
-        attempts=1,
+        status=status,
+        attempts=attempts,
+        **fields,
         from_email=str(effective.get("from_email") or ""),
         to=_address_strings(effective.get("to")),
         cc=_address_strings(effective.get("cc")),
@@ -136,6 +181,57 @@ def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -
                 ]
             )
     setattr(message, RECORD_ID_ATTR, record.pk)
+    return record
+
+
+class RecordNotClaimed(Exception):
+    """The record to reuse isn't in the status expected: someone else has taken it."""
+
+
+def _message_record_restart(
+    *, reuse: RecordReuse, backend: AnymailBaseBackend, payload: BasePayload
+) -> Message:
+    """Take an existing record for one more attempt through backend: "sending", recipients reset.
+
+    The UPDATE is also the claim: it applies only while the record is in
+    reuse.from_status, so of two workers handed the same queued message,
+    one sends it and the other gets RecordNotClaimed before any ESP call.
+    """
+    record_id = reuse.record_id
+    now = timezone.now()
+    esp = backend.esp_key
+    suppressed = [normalize_address(address.addr_spec) for address in payload.suppressed_recipients]
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=record_id, status=reuse.from_status).update(
+            status=MessageStatus.SENDING,
+            backend=backend.backend_path,
+            esp=esp,
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        if not updated:
+            raise RecordNotClaimed(
+                f"Message {record_id} is no longer {reuse.from_status!r} (another worker "
+                "took it, or it was deleted); not sending it."
+            )
+        lean_sql.update(
+            Recipient,
+            {"send_status": SendStatus.PENDING, "esp": esp, "esp_message_id": ""},
+            where={"message": record_id},
+        )
+        if suppressed:
+            lean_sql.update(
+                Recipient,
+                {"send_status": SendStatus.SUPPRESSED},
+                where={"message": record_id},
+                where_in=("address", suppressed),
+            )
+    record = Message(
+        pk=record_id, backend=backend.backend_path, esp=esp, status=MessageStatus.SENDING
+    )
+    record._state.adding = False
+    setattr(payload.message, RECORD_ID_ATTR, record_id)
     return record
 
 
@@ -307,7 +403,7 @@ def message_rebuild(*, record: Message) -> EmailMessage:
         if value is None or (value in ("", [], {}) and attr in _BLANK_MEANS_UNSET):
             continue
         setattr(email, attr, value)
-    setattr(email, DEFAULTS_APPLIED_ATTR, True)
+    setattr(email, DEFAULTS_APPLIED_ATTR, record.esp or True)
     return email
 
 
@@ -341,7 +437,8 @@ def message_resend(
     Goes through the whole send pipeline of the original backend (or of
     backend_path), so suppression applies and the outcome is recorded.
     Returns the new record; the send's own errors (AnymailAPIError,
-    AnymailRecipientsRefused...) reach the caller after it is recorded.
+    AnymailRecipientsRefused...) reach the caller after it is recorded, with
+    the new record's id as ``error.mailhub_record_id``.
     """
     from django.utils.module_loading import import_string
 
@@ -351,8 +448,11 @@ def message_resend(
     backend = import_string(backend_path or record.backend)()
     try:
         backend.send_messages([email])
-    finally:
-        new_id = getattr(email, RECORD_ID_ATTR, None)
+    except AnymailError as error:
+        # Tell the caller which record the failed send left (None: nothing was recorded).
+        error.mailhub_record_id = getattr(email, RECORD_ID_ATTR, None)
+        raise
+    new_id = getattr(email, RECORD_ID_ATTR, None)
     if new_id is None:
         raise ValueError(
             f"Resending message {record.pk} recorded nothing: the send was cancelled, "
@@ -426,6 +526,7 @@ def suppression_remove(*, address: str, esp: str | None = None) -> int:
 __all__ = [
     "message_rebuild",
     "message_record_failure",
+    "message_record_queued",
     "message_record_result",
     "message_record_start",
     "suppressed_addresses",
@@ -473,15 +574,26 @@ def suppressions_import_csv(
 
     result = SuppressionImportResult()
     reader = csv.DictReader(lines)
-    if not reader.fieldnames or "address" not in [name.strip() for name in reader.fieldnames]:
+    try:
+        header = reader.fieldnames
+    except csv.Error as error:
+        result.errors.append((1, f"Not valid CSV: {error}"))
+        return result
+    if not header or "address" not in [name.strip() for name in header]:
         result.errors.append((1, "The header row must include an 'address' column."))
         return result
     valid_reasons = set(SuppressionReason.values)
+    max_lengths = {
+        name: Suppression._meta.get_field(name).max_length for name in ("address", "esp")
+    }
     rows: dict[tuple[str, str], dict] = {}
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(_csv_records(reader, result.errors), start=2):
         if number - 1 > max_rows:
             result.errors.append((number, f"Too many rows: at most {max_rows} per import."))
             break
+        if None in row:  # DictReader's key for fields beyond the header's
+            result.errors.append((number, "More fields than the header row names."))
+            continue
         row = {(key or "").strip(): (value or "").strip() for key, value in row.items()}
         address = normalize_address(row.get("address", ""))
         reason = row.get("reason") or SuppressionReason.MANUAL
@@ -489,6 +601,11 @@ def suppressions_import_csv(
         expires_at = None
         if "@" not in address or address.startswith("@") or address.endswith("@"):
             result.errors.append((number, f"Not an email address: {row.get('address', '')!r}"))
+            continue
+        too_long = [name for name, limit in max_lengths.items() if len(row.get(name, "")) > limit]
+        if too_long:
+            name = too_long[0]
+            result.errors.append((number, f"{name} is longer than {max_lengths[name]} characters."))
             continue
         if reason not in valid_reasons:
             result.errors.append(
@@ -506,7 +623,8 @@ def suppressions_import_csv(
                 )
                 continue
             if timezone.is_naive(expires_at):
-                expires_at = timezone.make_aware(expires_at, timezone.utc)
+                # Naive times in the file are UTC (django.utils.timezone.utc is gone).
+                expires_at = timezone.make_aware(expires_at, timezone.get_fixed_timezone(0))
         rows[(address, row.get("esp", ""))] = {
             "reason": reason,
             "expires_at": expires_at,
@@ -529,6 +647,17 @@ def suppressions_import_csv(
         result.updated = len(existing)
         result.created = len(rows) - len(existing)
     return result
+
+
+def _csv_records(reader: Any, errors: list[tuple[int, str]]) -> Iterator[dict]:
+    """reader's records; malformed CSV (say a NUL byte or a huge field) ends them with an error."""
+    import csv
+
+    try:
+        yield from reader
+    except csv.Error as error:
+        # The DictReader's own line_num only moves on good rows; its reader's is exact.
+        errors.append((reader.reader.line_num, f"Not valid CSV: {error}"))
 
 
 def _existing_suppressions(rows: dict[tuple[str, str], dict]) -> set[tuple[str, str]]:
@@ -567,3 +696,226 @@ def suppression_expire(*, suppression: Suppression, when: datetime | None = None
     """End a suppression (now, or at when) without deleting its history."""
     suppression.expires_at = when or timezone.now()
     suppression.save(update_fields=["expires_at"])
+
+
+# ---------------------------------------------------------------------------
+# Erasure ("forget me" requests)
+
+#: What a forgotten address or content is replaced with.
+FORGOTTEN = "[forgotten]"
+
+
+def recipient_forget(*, address: str, keep_suppression: bool = True) -> dict[str, int]:
+    """Remove address, and the content of the messages it took part in, from the records.
+
+    Recipient rows for address lose it (and their display name). Every
+    message it was sent to, or that had it as reply-to, has the address
+    redacted from to/cc/bcc/reply_to, its own entries dropped from
+    merge_data, merge_metadata and merge_headers, and its subject and bodies
+    replaced with "[forgotten]"; such a message is marked as stored without
+    content, so it can't be resent. Their attachments' files are deleted once
+    the transaction commits, unless another message still uses them.
+    Suppressions of address are deleted unless keep_suppression (keeping
+    them is how "never mail me again" is honoured). Tags and metadata stay:
+    they're the sending application's identifiers.
+
+    Returns counts: recipients, messages, attachments, attachment_files,
+    suppressions.
+    """
+    from functools import partial
+
+    normalized = normalize_address(address)
+    if "@" not in normalized:
+        raise ValueError(f"Not an email address: {address!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        message_ids = set(
+            Recipient.objects.filter(address=normalized).values_list("message_id", flat=True)
+        )
+        # reply_to isn't indexed: a text match finds candidates, parsing confirms.
+        candidates = Message.objects.filter(reply_to__icontains=normalized).exclude(
+            pk__in=message_ids
+        )
+        for pk, reply_to in candidates.values_list("pk", "reply_to"):
+            if any(_is_address(entry, normalized) for entry in reply_to or []):
+                message_ids.add(pk)
+
+        ordered_ids = sorted(message_ids)
+        file_names: set[str] = set()
+        attachments = 0
+        for start in range(0, len(ordered_ids), 500):
+            batch = ordered_ids[start : start + 500]
+            messages = list(Message.objects.filter(pk__in=batch))
+            for message in messages:
+                _forget_in_message(message, normalized, now)
+            Message.objects.bulk_update(messages, _FORGOTTEN_MESSAGE_FIELDS)
+            stored = StoredAttachment.objects.filter(message_id__in=batch)
+            file_names.update(name for name in stored.values_list("file", flat=True) if name)
+            attachments += stored.update(file="", filename=FORGOTTEN)
+
+        recipients = Recipient.objects.filter(address=normalized).update(
+            address=FORGOTTEN, display_name=""
+        )
+        still_used = set(
+            StoredAttachment.objects.filter(file__in=file_names).values_list("file", flat=True)
+        )
+        orphaned = sorted(file_names - still_used)
+        if orphaned:
+            transaction.on_commit(partial(_delete_stored_files, orphaned))
+        suppressions = 0
+        if not keep_suppression:
+            suppressions, _ = Suppression.objects.filter(address=normalized).delete()
+    return {
+        "recipients": recipients,
+        "messages": len(message_ids),
+        "attachments": attachments,
+        "attachment_files": len(orphaned),
+        "suppressions": suppressions,
+    }
+
+
+#: The Message fields recipient_forget rewrites (see _forget_in_message).
+_FORGOTTEN_MESSAGE_FIELDS = (
+    "to",
+    "cc",
+    "bcc",
+    "reply_to",
+    "subject",
+    "body",
+    "alternatives",
+    "extra_headers",
+    "merge_data",
+    "merge_metadata",
+    "merge_headers",
+    "error",
+    "content_stored",
+    "updated_at",
+)
+
+
+def _is_address(entry: str, normalized: str) -> bool:
+    from email.utils import parseaddr
+
+    return normalize_address(parseaddr(str(entry))[1]) == normalized
+
+
+def _scrub(text: str, normalized: str) -> str:
+    """text with every (case-insensitive) occurrence of the address redacted."""
+    import re
+
+    if not text or normalized not in text.lower():
+        return text
+    return re.sub(re.escape(normalized), FORGOTTEN, text, flags=re.IGNORECASE)
+
+
+def _forget_in_message(message: Message, normalized: str, now: datetime) -> None:
+    for name in ("to", "cc", "bcc", "reply_to"):
+        entries = getattr(message, name) or []
+        setattr(
+            message,
+            name,
+            [FORGOTTEN if _is_address(entry, normalized) else entry for entry in entries],
+        )
+    for name in ("merge_data", "merge_metadata", "merge_headers"):
+        value = getattr(message, name)
+        if isinstance(value, dict):
+            setattr(
+                message,
+                name,
+                {key: data for key, data in value.items() if not _is_address(key, normalized)},
+            )
+    message.extra_headers = {
+        key: _scrub(str(value), normalized) for key, value in (message.extra_headers or {}).items()
+    }
+    message.subject = FORGOTTEN
+    message.body = FORGOTTEN
+    message.alternatives = [[FORGOTTEN, mimetype] for _, mimetype in message.alternatives or []]
+    message.error = _scrub(message.error, normalized)
+    message.content_stored = False
+    message.updated_at = now
+
+
+def _delete_stored_files(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
+
+
+# ---------------------------------------------------------------------------
+# Retention (manage.py purge)
+
+
+def messages_purge_content(
+    *,
+    before: datetime,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Blank the bodies, alternatives and attachment files of messages created before `before`.
+
+    The Message, Recipient and attachment rows stay (addresses, statuses,
+    counts, attachment names and sizes), marked content_stored=False, so
+    they can no longer be resent. Return how many messages were (or, with
+    dry_run, would be) purged.
+    """
+    messages = Message.objects.filter(created_at__lt=before, content_stored=True)
+    if dry_run:
+        return messages.count()
+    purged = 0
+    for batch in pk_batches(messages, batch_size):
+        with transaction.atomic():
+            Message.objects.filter(pk__in=batch).update(
+                body="", alternatives=[], content_stored=False, updated_at=timezone.now()
+            )
+            attachments = StoredAttachment.objects.filter(message_id__in=batch).exclude(file="")
+            names = set(attachments.values_list("file", flat=True))
+            attachments.update(file="")
+            if names:
+                transaction.on_commit(partial(_delete_unused_attachment_files, names))
+        purged += len(batch)
+        if on_batch:
+            on_batch(len(batch))
+    return purged
+
+
+def messages_purge(
+    *,
+    before: datetime,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete messages created before `before`, with their recipients and attachments.
+
+    Their tracking events stay, unlinked (the events' own retention removes
+    them). Return how many messages were (or would be) deleted.
+    """
+    messages = Message.objects.filter(created_at__lt=before)
+    if dry_run:
+        return messages.count()
+    deleted = 0
+    for batch in pk_batches(messages, batch_size):
+        with transaction.atomic():
+            names = set(
+                StoredAttachment.objects.filter(message_id__in=batch)
+                .exclude(file="")
+                .values_list("file", flat=True)
+            )
+            Message.objects.filter(pk__in=batch).delete()
+            if names:
+                transaction.on_commit(partial(_delete_unused_attachment_files, names))
+        deleted += len(batch)
+        if on_batch:
+            on_batch(len(batch))
+    return deleted
+
+
+def _delete_unused_attachment_files(names: set[str]) -> None:
+    """Delete attachment files no attachment row refers to any more.
+
+    Files are stored once per content hash and shared by every message that
+    attached the same bytes, so each one is checked again, after the commit.
+    """
+    used = set(StoredAttachment.objects.filter(file__in=names).values_list("file", flat=True))
+    for name in sorted(names - used):
+        default_storage.delete(name)

@@ -69,6 +69,7 @@ class WebhookCall(models.Model):
             models.Index(fields=["esp", "kind", "body_sha256"], name="webhookcall_body"),
             models.Index(fields=["status", "-received_at"], name="webhookcall_status"),
         ]
+        permissions = [("reprocess_webhookcall", "Can reprocess webhook calls")]
 
     def __str__(self) -> str:
         return f"{self.esp} {self.kind} call #{self.pk}"
@@ -126,6 +127,8 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["esp", "message_id", "recipient_address"], name="event_message"),
             models.Index(fields=["recipient_address"], name="event_address"),
+            # Lookups by ESP message id alone (the API's events?message_id=).
+            models.Index(fields=["message_id"], name="event_message_id"),
         ]
 
     def __str__(self) -> str:

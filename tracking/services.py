@@ -480,12 +480,10 @@ def events_forget(*, address: str) -> dict[str, int]:
             event.click_url = ""
             event.description = _scrub(event.description, normalized)
             event.mta_response = _scrub(event.mta_response, normalized)
+        redacted = ("recipient_address", "esp_event", "user_agent", "click_url")
         Event.objects.bulk_update(
-            events,
-            ["recipient_address", "esp_event", "user_agent", "click_url", "description",
-             "mta_response"],
-            batch_size=500,
-        )  # fmt: skip
+            events, [*redacted, "description", "mta_response"], batch_size=500
+        )
 
         calls = 0
         for call in WebhookCall.objects.filter(pk__in=call_ids).order_by("pk"):

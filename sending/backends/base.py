@@ -14,7 +14,7 @@ never touch the database. Recording is done here, through the functions in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
@@ -28,6 +28,7 @@ from ..exceptions import (
     AnymailUnsupportedFeature,
 )
 from ..message import AnymailRecipientStatus, AnymailStatus
+from ..resilience import queue_setting, throttle
 from ..utils import (
     UNSET,
     Attachment,
@@ -47,8 +48,23 @@ from ..utils import (
 )
 
 # Set on a message rebuilt from a stored record: its attributes already
-# include the send defaults that applied when it was first sent.
+# include the send defaults that applied when it was first sent. The value is
+# the ESP key it was sent through (whose ESP-specific defaults are in it too),
+# or True.
 DEFAULTS_APPLIED_ATTR = "_mailhub_defaults_applied"
+# Set (by queued sending) to a key sent with every attempt of one message, to
+# backends whose ESP accepts one, so that a retry is never delivered twice.
+IDEMPOTENCY_KEY_ATTR = "_mailhub_idempotency_key"
+# Set to a RecordReuse: the record a send should update instead of inserting a
+# new one (a worker sending a queued message; the routing backend failing over).
+RECORD_REUSE_ATTR = "_mailhub_reuse_record"
+
+
+class RecordReuse(NamedTuple):
+    """The record a send updates, and the status it must be in to be taken (the claim)."""
+
+    record_id: int
+    from_status: str
 
 
 class AnymailBaseBackend(BaseEmailBackend):
@@ -62,6 +78,9 @@ class AnymailBaseBackend(BaseEmailBackend):
     #: ANYMAIL["MAILGUN_API_KEY"]). Documented in the README and feature matrix.
     required_settings: tuple[str, ...] = ()
     optional_settings: tuple[str, ...] = ()
+    #: Whether the ESP takes an idempotency key (the payload's set_idempotency_key),
+    #: so a send that may have reached it can be retried without sending twice.
+    supports_idempotency_key: bool = False
 
     def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
         self.ignore_unsupported_features = get_anymail_setting(
@@ -78,6 +97,7 @@ class AnymailBaseBackend(BaseEmailBackend):
             "send_defaults", esp_name=self.esp_setting_prefix, kwargs=kwargs, default=None
         )
         self.record = recording_enabled()
+        self.rate_limit = (queue_setting("RATE_LIMITS") or {}).get(self.esp_key)
         # Django 6.1 passes the MAILERS alias (and rejects unknown OPTIONS);
         # Django 5.2 takes fail_silently. Pass on only what the base expects.
         super().__init__(**kwargs)
@@ -154,6 +174,8 @@ class AnymailBaseBackend(BaseEmailBackend):
             self.raise_for_recipient_status(message.anymail_status, None, payload, message)
             return False
 
+        if self.rate_limit:
+            throttle(self.esp_key, self.rate_limit)
         try:
             response = self.post_to_esp(payload, message)
             message.anymail_status.esp_response = response
@@ -315,10 +337,11 @@ class BasePayload:
         self.effective: dict[str, Any] = {}
         self._html_body_set = False
 
-        if getattr(message, DEFAULTS_APPLIED_ATTR, False):
+        defaults_applied = getattr(message, DEFAULTS_APPLIED_ATTR, False)
+        if defaults_applied:
             defaults = {}
         esp_defaults = backend.esp_send_defaults
-        if esp_defaults is not None:
+        if esp_defaults is not None and defaults_applied != backend.esp_key:
             # ESP-specific defaults override global ones (not merged)
             defaults = {**defaults, **esp_defaults} if defaults else dict(esp_defaults)
         self.defaults = defaults
@@ -350,6 +373,10 @@ class BasePayload:
             if value is UNSET or value is None:
                 continue
             self.apply(attr, value)
+
+        idempotency_key = getattr(message, IDEMPOTENCY_KEY_ATTR, None)
+        if idempotency_key and backend.supports_idempotency_key:
+            self.set_idempotency_key(idempotency_key)
 
     _address_attrs = frozenset({"from_email", "to", "cc", "bcc", "reply_to", "envelope_sender"})
 
@@ -580,3 +607,7 @@ class BasePayload:
     def set_esp_extra(self, extra: dict) -> None:
         if extra:
             self.unsupported_feature("esp_extra")
+
+    def set_idempotency_key(self, key: str) -> None:
+        # Called only when the backend sets supports_idempotency_key.
+        raise NotImplementedError(f"{self.__class__.__name__} must implement set_idempotency_key")

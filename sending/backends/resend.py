@@ -251,6 +251,10 @@ class ResendPayload(RequestsPayload):
             self.headers["Idempotency-Key"] = str(idempotency_key)
         self.esp_extra = extra
 
+    def set_idempotency_key(self, key: str) -> None:
+        # A key the sender chose in esp_extra wins over mailhub's own.
+        self.headers.setdefault("Idempotency-Key", key)
+
 
 class EmailBackend(AnymailRequestsBackend):
     """Send through Resend's Email API."""
@@ -258,6 +262,9 @@ class EmailBackend(AnymailRequestsBackend):
     esp_name = "Resend"
     payload_class = ResendPayload
     required_settings = ("API_KEY",)
+    # "Idempotency keys ... ensure that the same email request is processed only
+    # once" for 24 hours: a retry with the same key returns the first answer.
+    supports_idempotency_key = True
     optional_settings = ("API_URL",)
 
     def __init__(self, **kwargs: Any) -> None:

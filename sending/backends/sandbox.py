@@ -15,6 +15,11 @@ and make the whole call fail like an ESP outage with
 ``message.esp_extra = {"sandbox_error": 503}`` (any HTTP status code):
 the send raises AnymailAPIError and is recorded as failed.
 
+Like ESPs that take an idempotency key (Resend's Idempotency-Key header), the
+sandbox answers a repeated send with the same key (which queued sending gives
+every message) with its first answer, and doesn't deliver it again. It
+remembers keys in this process only.
+
 Like a real ESP, the sandbox then reports what happened to each accepted
 recipient as tracking events, delivered to mailhub's sandbox tracking
 webhook (``anymail/sandbox/tracking/``) through the same pipeline as any
@@ -35,6 +40,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +60,10 @@ FAILURE_TAGS = {"invalid": "invalid", "rejected": "rejected", "failed": "failed"
 #: sandbox sends no events, like an ESP with no webhook configured.
 EVENT_SINKS: list[Callable[[bytes], None]] = []
 
+#: Answers by idempotency key, oldest first (the sandbox's memory of sends).
+IDEMPOTENT_ANSWERS: OrderedDict[str, dict] = OrderedDict()
+IDEMPOTENT_ANSWERS_MAX = 10_000
+
 
 def sandbox_message_id() -> str:
     """A sortable id shaped like real ESP ids: '<timestamp hex>.<random>@sandbox.mailhub'."""
@@ -64,6 +74,7 @@ class EmailBackend(TestBackend):
     """Send to the local sandbox ESP."""
 
     esp_name = "Sandbox"
+    supports_idempotency_key = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,13 +91,21 @@ class EmailBackend(TestBackend):
                 backend=self,
             )
         message.anymail_send_params = payload.params
+        idempotency_key = payload.params.get("idempotency_key")
+        if idempotency_key in IDEMPOTENT_ANSWERS:
+            return IDEMPOTENT_ANSWERS[idempotency_key]  # already sent: not again
         self.outbox.append(message)
         statuses = self.recipient_statuses(payload)
         if EVENT_SINKS:
             body = json.dumps({"events": sandbox_events(statuses, payload.params)}).encode()
             for sink in EVENT_SINKS:
                 sink(body)
-        return {"recipients": statuses}
+        answer = {"recipients": statuses}
+        if idempotency_key:
+            IDEMPOTENT_ANSWERS[idempotency_key] = answer
+            while len(IDEMPOTENT_ANSWERS) > IDEMPOTENT_ANSWERS_MAX:
+                IDEMPOTENT_ANSWERS.popitem(last=False)
+        return answer
 
     def parse_recipient_status(
         self, response: Any, payload: TestPayload, message: EmailMessage

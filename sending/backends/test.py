@@ -139,5 +139,8 @@ class TestPayload(BasePayload):
     def set_esp_extra(self, extra):
         self.params["esp_extra"] = extra
 
+    def set_idempotency_key(self, key):
+        self.params["idempotency_key"] = key
+
 
 EmailBackend.payload_class = TestPayload
