@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from sending.models import Message, Recipient
-from sending.utils import normalize_address, parse_address_list
+from sending.utils import delete_unreferenced_files, normalize_address, parse_address_list
 
 from .message import AnymailInboundMessage
 from .models import InboundAttachment, InboundMessage
@@ -254,7 +254,13 @@ def inbound_forget(*, address: str) -> dict[str, int]:
         raw_file="",
         parse_error="",
     )
-    transaction.on_commit(partial(_delete_unused_files, files))
+    transaction.on_commit(
+        partial(
+            delete_unreferenced_files,
+            files,
+            [(InboundMessage, "raw_file"), (InboundAttachment, "file")],
+        )
+    )
     return {"inbound_messages": len(ids), "inbound_attachments": attachments}
 
 
@@ -272,14 +278,3 @@ def _involves(message: InboundMessage, address: str) -> bool:
         )
     except ValueError:
         return any(address in normalize_address(entry) for entry in listed)
-
-
-def _delete_unused_files(names: set[str]) -> None:
-    """Delete stored files no remaining row refers to (content-addressed files are shared)."""
-    for name in names:
-        still_used = (
-            InboundMessage.objects.filter(raw_file=name).exists()
-            or InboundAttachment.objects.filter(file=name).exists()
-        )
-        if not still_used and default_storage.exists(name):
-            default_storage.delete(name)

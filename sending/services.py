@@ -39,7 +39,13 @@ from .models import (
     SuppressionReason,
     SuppressionSource,
 )
-from .utils import Attachment, get_mailhub_setting, normalize_address, pk_batches
+from .utils import (
+    Attachment,
+    delete_unreferenced_files,
+    get_mailhub_setting,
+    normalize_address,
+    pk_batches,
+)
 
 if TYPE_CHECKING:
     from .backends.base import AnymailBaseBackend, BasePayload
@@ -761,7 +767,9 @@ def recipient_forget(*, address: str, keep_suppression: bool = True) -> dict[str
         )
         orphaned = sorted(file_names - still_used)
         if orphaned:
-            transaction.on_commit(partial(_delete_stored_files, orphaned))
+            transaction.on_commit(
+                partial(delete_unreferenced_files, orphaned, [(StoredAttachment, "file")])
+            )
         suppressions = 0
         if not keep_suppression:
             suppressions, _ = Suppression.objects.filter(address=normalized).delete()
@@ -835,11 +843,6 @@ def _forget_in_message(message: Message, normalized: str, now: datetime) -> None
     message.updated_at = now
 
 
-def _delete_stored_files(names: list[str]) -> None:
-    for name in names:
-        default_storage.delete(name)
-
-
 # ---------------------------------------------------------------------------
 # Retention (manage.py purge)
 
@@ -871,7 +874,9 @@ def messages_purge_content(
             names = set(attachments.values_list("file", flat=True))
             attachments.update(file="")
             if names:
-                transaction.on_commit(partial(_delete_unused_attachment_files, names))
+                transaction.on_commit(
+                    partial(delete_unreferenced_files, names, [(StoredAttachment, "file")])
+                )
         purged += len(batch)
         if on_batch:
             on_batch(len(batch))
@@ -903,19 +908,10 @@ def messages_purge(
             )
             Message.objects.filter(pk__in=batch).delete()
             if names:
-                transaction.on_commit(partial(_delete_unused_attachment_files, names))
+                transaction.on_commit(
+                    partial(delete_unreferenced_files, names, [(StoredAttachment, "file")])
+                )
         deleted += len(batch)
         if on_batch:
             on_batch(len(batch))
     return deleted
-
-
-def _delete_unused_attachment_files(names: set[str]) -> None:
-    """Delete attachment files no attachment row refers to any more.
-
-    Files are stored once per content hash and shared by every message that
-    attached the same bytes, so each one is checked again, after the commit.
-    """
-    used = set(StoredAttachment.objects.filter(file__in=names).values_list("file", flat=True))
-    for name in sorted(names - used):
-        default_storage.delete(name)

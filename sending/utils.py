@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from datetime import UTC, date, datetime
 from email.mime.base import MIMEBase
 from email.utils import formatdate, getaddresses, parsedate_to_datetime, unquote
@@ -435,12 +435,38 @@ def pk_batches(queryset: Any, batch_size: int) -> Iterator[list[Any]]:
         last = batch[-1]
 
 
+def delete_unreferenced_files(names: Iterable[str], references: Iterable[tuple[Any, str]]) -> int:
+    """Delete the stored files in names that no row refers to any more; return how many.
+
+    mailhub stores attachments, raw MIME and large webhook bodies once per
+    content hash, shared by every row with the same bytes; references are
+    the (model, file field) pairs that can point at these names. Run it after
+    the commit that dropped the references (transaction.on_commit), so each
+    file is checked against what is really there.
+    """
+    from django.core.files.storage import default_storage
+
+    remaining = set(names)
+    for model, field in references:
+        if not remaining:
+            break
+        remaining -= set(
+            model._default_manager.filter(**{f"{field}__in": remaining}).values_list(
+                field, flat=True
+            )
+        )
+    for name in sorted(remaining):
+        default_storage.delete(name)
+    return len(remaining)
+
+
 __all__ = [
     "UNSET",
     "Attachment",
     "CaseInsensitiveDict",
     "EmailAddress",
     "aware_datetime",
+    "delete_unreferenced_files",
     "get_anymail_setting",
     "get_mailhub_setting",
     "normalize_address",

@@ -27,7 +27,12 @@ from django.utils import timezone
 from sending import lean_sql
 from sending.models import Message, Recipient, Suppression, SuppressionReason, SuppressionSource
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
-from sending.utils import get_mailhub_setting, normalize_address, pk_batches
+from sending.utils import (
+    delete_unreferenced_files,
+    get_mailhub_setting,
+    normalize_address,
+    pk_batches,
+)
 
 from .models import Event, WebhookCall, WebhookCallStatus
 from .status import apply_events
@@ -513,7 +518,6 @@ def _scrub_body(body: bytes, normalized: str) -> bytes:
 
 
 def _rewrite_body_file(name: str, normalized: str) -> None:
-    from django.core.files.storage import default_storage
 
     with default_storage.open(name, "rb") as file:
         body = file.read()
@@ -574,14 +578,10 @@ def webhook_calls_purge(
             )
             WebhookCall.objects.filter(pk__in=batch).delete()
             if names:
-                transaction.on_commit(partial(_delete_unused_body_files, names))
+                transaction.on_commit(
+                    partial(delete_unreferenced_files, names, [(WebhookCall, "body_file")])
+                )
         deleted += len(batch)
         if on_batch:
             on_batch(len(batch))
     return deleted
-
-
-def _delete_unused_body_files(names: set[str]) -> None:
-    used = set(WebhookCall.objects.filter(body_file__in=names).values_list("body_file", flat=True))
-    for name in sorted(names - used):
-        default_storage.delete(name)
