@@ -98,6 +98,7 @@ class Database:
 
 def test_real_worker_sends_queued_messages_and_retries_through_redis(tmp_path):
     database = Database(tmp_path)
+    queue = f"mailhub-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mailhub.settings",
@@ -107,7 +108,7 @@ def test_real_worker_sends_queued_messages_and_retries_through_redis(tmp_path):
         "MEDIA_ROOT": str(tmp_path / "media"),
         "CELERY_BROKER_URL": REDIS_URL,
         # A queue of its own, so no other worker takes these tasks.
-        "CELERY_TASK_DEFAULT_QUEUE": f"mailhub-test-{uuid.uuid4().hex[:8]}",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
         "EMAIL_BACKEND": "sending.backends.queued.EmailBackend",
         "MAILHUB_QUEUE_BACKEND": "sending.backends.sandbox.EmailBackend",
         "MAILHUB_QUEUE_MAX_ATTEMPTS": "3",
@@ -152,3 +153,6 @@ def test_real_worker_sends_queued_messages_and_retries_through_redis(tmp_path):
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
         database.drop()
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(queue)
