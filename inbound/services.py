@@ -9,13 +9,16 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from sending.models import Message, Recipient
-from sending.utils import delete_unreferenced_files, normalize_address, parse_address_list
+from sending.utils import (
+    delete_unreferenced_files,
+    normalize_address,
+    parse_address_list,
+    store_content_once,
+)
 
 from .message import AnymailInboundMessage
 from .models import InboundAttachment, InboundMessage
@@ -88,7 +91,7 @@ def inbound_message_store(
     )
     if timestamp is not None:
         record.received_at = timestamp
-    record.raw_file.name = _store_once("mailhub/inbound/raw", sha256, raw)
+    record.raw_file.name = store_content_once("mailhub/inbound/raw", sha256, raw)
     attachments = _attachments(message, errors)
     defects = _defects(message)
     record.parse_error = "\n".join([*errors, *defects])[:10000]
@@ -163,7 +166,7 @@ def _attachments(message: AnymailInboundMessage, errors: list[str]) -> list[Inbo
                 content_id=content_id[:998],
                 size=len(content),
                 sha256=sha256,
-                file=_store_once("mailhub/inbound/attachments", sha256, content),
+                file=store_content_once("mailhub/inbound/attachments", sha256, content),
             )
         )
         position += 1
@@ -176,14 +179,6 @@ def _defects(message: AnymailInboundMessage) -> list[str]:
         for defect in getattr(part, "defects", []):
             found.append(f"{part.get_content_type()}: {type(defect).__name__}")
     return found
-
-
-def _store_once(prefix: str, sha256: str, content: bytes) -> str:
-    """Save content under its hash, once; return the storage name."""
-    name = f"{prefix}/{sha256[:2]}/{sha256}"
-    if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(content))
-    return name
 
 
 def _replied_message(in_reply_to: str, references: str) -> Message | None:

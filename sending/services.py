@@ -18,8 +18,6 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.core.mail import EmailMessage
 from django.db import connections, router, transaction
 from django.db.models import F
@@ -45,6 +43,7 @@ from .utils import (
     get_mailhub_setting,
     normalize_address,
     pk_batches,
+    store_content_once,
 )
 
 if TYPE_CHECKING:
@@ -353,16 +352,8 @@ def _stored_attachment(
         sha256=sha256,
     )
     if store_content:
-        stored.file.name = _store_content(sha256, content)
+        stored.file.name = store_content_once("mailhub/attachments", sha256, content)
     return stored
-
-
-def _store_content(sha256: str, content: bytes) -> str:
-    """Save content under its hash, once; return the storage name."""
-    name = f"mailhub/attachments/{sha256[:2]}/{sha256}"
-    if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(content))
-    return name
 
 
 # ---------------------------------------------------------------------------

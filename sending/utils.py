@@ -435,6 +435,21 @@ def pk_batches(queryset: Any, batch_size: int) -> Iterator[list[Any]]:
         last = batch[-1]
 
 
+def store_content_once(prefix: str, sha256: str, content: bytes) -> str:
+    """Save content in Django storage under prefix and its hash, once; return the name.
+
+    Content-addressed: the same bytes (an attachment sent or received again,
+    a repeated delivery) are stored once and shared by every row using them.
+    """
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    name = f"{prefix}/{sha256[:2]}/{sha256}"
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(content))
+    return name
+
+
 def delete_unreferenced_files(names: Iterable[str], references: Iterable[tuple[Any, str]]) -> int:
     """Delete the stored files in names that no row refers to any more; return how many.
 
@@ -474,4 +489,5 @@ __all__ = [
     "parse_single_address",
     "pk_batches",
     "redact_headers",
+    "store_content_once",
 ]
