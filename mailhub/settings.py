@@ -175,6 +175,11 @@ MAILHUB = {
     # Keep message bodies and attachment bytes (False for privacy: only
     # addresses, subjects, statuses and metadata are kept).
     "STORE_CONTENT": env.bool("MAILHUB_STORE_CONTENT", default=True),
+    # send_messages() records messages in chunks of this many: one transaction
+    # writes a chunk's records before its first ESP call, and outcomes are
+    # written together, at the latest every RECORD_FLUSH_SECONDS.
+    "RECORD_BATCH_SIZE": env.int("MAILHUB_RECORD_BATCH_SIZE", default=100),
+    "RECORD_FLUSH_SECONDS": env.float("MAILHUB_RECORD_FLUSH_SECONDS", default=1.0),
     # Largest webhook body accepted (bytes); larger requests get a 413.
     "WEBHOOK_MAX_BODY_BYTES": env.int("MAILHUB_WEBHOOK_MAX_BODY_BYTES", default=10 * 1024 * 1024),
     # Inbound mail: largest webhook body and largest single attachment (bytes);

@@ -107,10 +107,12 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, help_text="When the ESP accepted it")
 
     backend = models.CharField(max_length=200, help_text="Dotted path of the backend class")
-    esp = models.CharField(max_length=50, db_index=True, help_text='ESP key, e.g. "mailgun"')
+    # esp and status are indexed together with created_at (Meta.indexes), which
+    # serves equality lookups on either alone too; every index costs each send.
+    esp = models.CharField(max_length=50, help_text='ESP key, e.g. "mailgun"')
     esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     status = models.CharField(
-        max_length=20, choices=MessageStatus.choices, default=MessageStatus.SENDING, db_index=True
+        max_length=20, choices=MessageStatus.choices, default=MessageStatus.SENDING
     )
     error = models.TextField(blank=True, help_text="The last attempt's error")
     attempts = models.PositiveIntegerField(default=0, help_text="ESP calls made so far")
@@ -129,13 +131,20 @@ class Message(models.Model):
         blank=True,
         help_text="Sent with every attempt to ESPs that accept one, so a retry can't send twice",
     )
+    # Both are set on few rows: partial indexes (Meta.indexes) skip the rest.
     resend_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resends",
+        db_index=False,
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="Who asked for this send (a resend from the admin, API or a command)",
@@ -179,6 +188,16 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["esp", "-created_at"], name="message_esp_created"),
             models.Index(fields=["status", "-created_at"], name="message_status_created"),
+            models.Index(
+                fields=["resend_of"],
+                name="message_resend_of",
+                condition=models.Q(resend_of__isnull=False),
+            ),
+            models.Index(
+                fields=["requested_by"],
+                name="message_requested_by",
+                condition=models.Q(requested_by__isnull=False),
+            ),
         ]
         permissions = [("resend_message", "Can resend messages")]
 
@@ -242,9 +261,11 @@ class Recipient(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["esp", "esp_message_id", "address"], name="recipient_esp_msgid"),
-            models.Index(fields=["address"], name="recipient_address"),
             # Status lookups by ESP message id alone (the API, the admin search).
             models.Index(fields=["esp_message_id"], name="recipient_esp_message_id"),
+            # Lookups by address, and an address's messages newest first a page
+            # at a time (the API's messages?recipient=): a range scan, however many.
+            models.Index(fields=["address", "message"], name="recipient_address_message"),
         ]
         permissions = [("forget_recipient", "Can forget an address (erasure requests)")]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -63,6 +63,8 @@ REQUESTED_BY_ATTR = "_mailhub_requested_by"
 #: point from tracking to sending, never back).
 RESULT_RECORDED_HOOKS: list[Callable[[Message, set[str]], None]] = []
 REFUSED_STATUSES = frozenset({"invalid", "rejected", "suppressed"})
+#: Addresses per suppression query (well under every database's parameter limit).
+SUPPRESSION_LOOKUP_BATCH = 500
 
 
 # ---------------------------------------------------------------------------
@@ -79,8 +81,20 @@ def message_record_start(*, backend: AnymailBaseBackend, payload: BasePayload) -
     reuse = getattr(payload.message, RECORD_REUSE_ATTR, None)
     if reuse is not None:
         return _message_record_restart(reuse=reuse, backend=backend, payload=payload)
-    return _message_record_insert(
-        backend=backend, payload=payload, status=MessageStatus.SENDING, attempts=1
+    return message_record_start_many(backend=backend, payloads=[payload])[0]
+
+
+def message_record_start_many(
+    *, backend: AnymailBaseBackend, payloads: Sequence[BasePayload]
+) -> list[Message]:
+    """Write the records of several messages before any of them goes to the ESP.
+
+    One transaction and one INSERT per table for the lot: the base backend
+    records each chunk of a send_messages() call this way. The payloads'
+    messages must not reuse a record (see message_record_start).
+    """
+    return _message_records_insert(
+        backend=backend, payloads=payloads, status=MessageStatus.SENDING, attempts=1
     )
 
 
@@ -96,97 +110,148 @@ def message_record_queued(
     payload is built by the backend the worker will send through, so the
     record holds exactly what it will send (send defaults merged in).
     """
-    return _message_record_insert(
+    return _message_records_insert(
         backend=backend,
-        payload=payload,
+        payloads=[payload],
         status=MessageStatus.QUEUED,
         attempts=0,
         queue_backend=queue_backend,
         idempotency_key=idempotency_key,
         next_attempt_at=timezone.now(),
-    )
+    )[0]
 
 
-def _message_record_insert(
-    *, backend: AnymailBaseBackend, payload: BasePayload, status: str, attempts: int, **fields: Any
-) -> Message:
-    effective = payload.effective
-    message = payload.message
+def _message_records_insert(
+    *,
+    backend: AnymailBaseBackend,
+    payloads: Sequence[BasePayload],
+    status: str,
+    attempts: int,
+    **fields: Any,
+) -> list[Message]:
     store_content = bool(get_mailhub_setting("STORE_CONTENT", True))
     now = timezone.now()
-
-    record = Message(
-        resend_of_id=getattr(message, RESEND_OF_ATTR, None),
-        requested_by_id=getattr(message, REQUESTED_BY_ATTR, None),
-        created_at=now,
-        updated_at=now,
-        backend=backend.backend_path,
-        esp=backend.esp_key,
-        status=status,
-        attempts=attempts,
+    common = {
+        "created_at": now,
+        "updated_at": now,
+        "backend": backend.backend_path,
+        "esp": backend.esp_key,
+        "status": status,
+        "attempts": attempts,
+        "content_stored": store_content,
         **fields,
-        from_email=str(effective.get("from_email") or ""),
-        to=_address_strings(effective.get("to")),
-        cc=_address_strings(effective.get("cc")),
-        bcc=_address_strings(effective.get("bcc")),
-        reply_to=_address_strings(effective.get("reply_to")),
-        subject=effective.get("subject"),
-        content_subtype=getattr(message, "content_subtype", "plain"),
-        extra_headers=_json_safe(effective.get("extra_headers") or {}),
-        content_stored=store_content,
-        envelope_sender=str(effective.get("envelope_sender") or ""),
-        tags=_json_safe(effective.get("tags") or []),
-        metadata=_json_safe(effective.get("metadata") or {}),
-        merge_metadata=_json_safe(effective.get("merge_metadata")),
-        merge_headers=_json_safe(effective.get("merge_headers")),
-        merge_data=_json_safe(effective.get("merge_data")),
-        merge_global_data=_json_safe(effective.get("merge_global_data")),
-        template_id=effective.get("template_id") or "",
-        esp_extra=_json_safe(effective.get("esp_extra")),
-        track_opens=effective.get("track_opens"),
-        track_clicks=effective.get("track_clicks"),
-        send_at=_send_at(effective.get("send_at")),
-    )
+    }
+    message_rows = [_message_row(payload, common, store_content) for payload in payloads]
+    with transaction.atomic():
+        pks = lean_sql.insert_rows(Message, message_rows, returning="id")
+        recipient_rows: list[dict[str, Any]] = []
+        attachment_rows: list[dict[str, Any]] = []
+        for pk, payload in zip(pks, payloads, strict=True):
+            recipient_rows += _recipient_rows(pk, payload, common["esp"])
+            attachment_rows += _attachment_rows(pk, payload, store_content)
+        lean_sql.insert_rows(Recipient, recipient_rows)
+        lean_sql.insert_rows(StoredAttachment, attachment_rows)
+    records = []
+    alias = router.db_for_write(Message)
+    for pk, payload in zip(pks, payloads, strict=True):
+        setattr(payload.message, RECORD_ID_ATTR, pk)
+        # The columns the send path reads back; others load on first access.
+        records.append(
+            Message.from_db(
+                alias,
+                ("id", "backend", "esp", "status"),
+                (pk, common["backend"], common["esp"], status),
+            )
+        )
+    return records
+
+
+def _message_row(payload: BasePayload, common: dict[str, Any], store_content: bool) -> dict:
+    """The Message row for payload: everything needed to rebuild the message later.
+
+    Text values are made plain str here (lean_sql passes text to the driver
+    as it is, and the message may hold lazy translations).
+    """
+    effective = payload.effective
+    message = payload.message
+    row = {
+        **common,
+        "resend_of_id": getattr(message, RESEND_OF_ATTR, None),
+        "requested_by_id": getattr(message, REQUESTED_BY_ATTR, None),
+        "from_email": str(effective.get("from_email") or ""),
+        "to": _address_strings(effective.get("to")),
+        "cc": _address_strings(effective.get("cc")),
+        "bcc": _address_strings(effective.get("bcc")),
+        "reply_to": _address_strings(effective.get("reply_to")),
+        "subject": None if effective.get("subject") is None else str(effective["subject"]),
+        "content_subtype": getattr(message, "content_subtype", "plain"),
+        "extra_headers": _json_safe(effective.get("extra_headers") or {}),
+        "envelope_sender": str(effective.get("envelope_sender") or ""),
+        "tags": _json_safe(effective.get("tags") or []),
+        "metadata": _json_safe(effective.get("metadata") or {}),
+        "merge_metadata": _json_safe(effective.get("merge_metadata")),
+        "merge_headers": _json_safe(effective.get("merge_headers")),
+        "merge_data": _json_safe(effective.get("merge_data")),
+        "merge_global_data": _json_safe(effective.get("merge_global_data")),
+        "template_id": str(effective.get("template_id") or ""),
+        "esp_extra": _json_safe(effective.get("esp_extra")),
+        "track_opens": effective.get("track_opens"),
+        "track_clicks": effective.get("track_clicks"),
+        "send_at": _send_at(effective.get("send_at")),
+    }
     if store_content:
-        record.body = effective.get("body") or ""
-        record.alternatives = [
+        row["body"] = str(effective.get("body") or "")
+        row["alternatives"] = [
             [str(content), mimetype] for content, mimetype in effective.get("alternatives") or []
         ]
+    return row
 
-    recipients = []
+
+def _recipient_rows(message_pk: int, payload: BasePayload, esp: str) -> list[dict[str, Any]]:
+    rows = []
     for kind in ("to", "cc", "bcc"):
         for address in payload.parsed_recipients[kind]:
             normalized = normalize_address(address.addr_spec)
-            suppressed = normalized in payload.suppressed
-            recipients.append(
-                Recipient(
-                    kind=kind,
-                    address=normalized,
-                    display_name=address.display_name,
-                    esp=record.esp,
-                    send_status=SendStatus.SUPPRESSED if suppressed else SendStatus.PENDING,
-                )
+            rows.append(
+                {
+                    "message_id": message_pk,
+                    "kind": kind,
+                    "address": normalized,
+                    "display_name": address.display_name,
+                    "esp": esp,
+                    "send_status": SendStatus.SUPPRESSED
+                    if normalized in payload.suppressed
+                    else SendStatus.PENDING,
+                }
             )
+    return rows
 
-    attachments = [
-        Attachment(attachment, getattr(message, "encoding", None) or "utf-8")
-        for attachment in effective.get("attachments") or []
-    ]
 
-    with transaction.atomic():
-        lean_sql.insert([record], returning_pk=True)
-        for recipient in recipients:
-            recipient.message_id = record.pk
-        lean_sql.insert(recipients)
-        if attachments:
-            lean_sql.insert(
-                [
-                    _stored_attachment(record, position, attachment, store_content)
-                    for position, attachment in enumerate(attachments)
-                ]
-            )
-    setattr(message, RECORD_ID_ATTR, record.pk)
-    return record
+def _attachment_rows(
+    message_pk: int, payload: BasePayload, store_content: bool
+) -> list[dict[str, Any]]:
+    encoding = getattr(payload.message, "encoding", None) or "utf-8"
+    rows = []
+    for position, item in enumerate(payload.effective.get("attachments") or []):
+        attachment = Attachment(item, encoding)
+        content = attachment.content or b""
+        sha256 = hashlib.sha256(content).hexdigest()
+        rows.append(
+            {
+                "message_id": message_pk,
+                "position": position,
+                "filename": str(attachment.name or ""),
+                "mimetype": attachment.mimetype,
+                "inline": attachment.inline,
+                "content_id": attachment.content_id or "",
+                "size": len(content),
+                "sha256": sha256,
+                "file": store_content_once("mailhub/attachments", sha256, content)
+                if store_content
+                else "",
+            }
+        )
+    return rows
 
 
 class RecordNotClaimed(Exception):
@@ -242,59 +307,86 @@ def _message_record_restart(
 
 def message_record_result(*, record: Message, status: AnymailStatus) -> None:
     """Record the ESP's answer: the aggregate status and each recipient's."""
-    now = timezone.now()
-    aggregate = _aggregate_status(status.status or set())
-    message_id = status.message_id if isinstance(status.message_id, str) else ""
-
-    # Group recipients by outcome so each distinct outcome is one UPDATE.
-    outcomes: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for addr_spec, recipient_status in status.recipients.items():
-        key = (recipient_status.status or SendStatus.UNKNOWN, recipient_status.message_id or "")
-        outcomes[key].append(normalize_address(addr_spec))
-
-    with transaction.atomic():
-        lean_sql.update(
-            Message,
-            {
-                "status": aggregate,
-                "esp_message_id": message_id,
-                "sent_at": now if aggregate == MessageStatus.SENT else None,
-                "updated_at": now,
-            },
-            where={"id": record.pk},
-        )
-        for (send_status, esp_message_id), addresses in outcomes.items():
-            lean_sql.update(
-                Recipient,
-                {"send_status": send_status, "esp_message_id": esp_message_id},
-                where={"message": record.pk},
-                where_in=None if len(outcomes) == 1 else ("address", addresses),
-            )
-        message_ids = {esp_message_id for _, esp_message_id in outcomes if esp_message_id}
-        if message_ids:
-            for hook in RESULT_RECORDED_HOOKS:
-                hook(record, message_ids)
-    record.status = aggregate
-    record.esp_message_id = message_id
+    message_record_outcomes(outcomes=[(record, status)])
 
 
 def message_record_failure(*, record: Message, error: BaseException) -> None:
     """Mark the record failed, keeping the error text (the ESP's own words)."""
+    message_record_outcomes(outcomes=[(record, error)])
+
+
+def message_record_outcomes(
+    *, outcomes: Sequence[tuple[Message, AnymailStatus | BaseException]]
+) -> None:
+    """Record the outcome of each send in one transaction.
+
+    An outcome is the message's AnymailStatus (the ESP answered) or the
+    exception that ended the send (the record is failed, with the error
+    text). Each kind of write is one prepared statement run for every row
+    (executemany), whatever the number of messages.
+    """
     now = timezone.now()
-    error_text = f"{type(error).__name__}: {error}"
+    sent_rows, recipient_rows, recipient_address_rows = [], [], []
+    failed_rows, failed_recipient_rows = [], []
+    message_ids_by_esp: dict[str, tuple[Message, set[str]]] = {}
+    for record, outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            record.status = MessageStatus.FAILED
+            record.error = f"{type(outcome).__name__}: {outcome}"
+            failed_rows.append((record.status, record.error, now, record.pk))
+            failed_recipient_rows.append((SendStatus.FAILED, record.pk, SendStatus.PENDING))
+            continue
+        record.status = _aggregate_status(outcome.status or set())
+        record.esp_message_id = outcome.message_id if isinstance(outcome.message_id, str) else ""
+        sent_at = now if record.status == MessageStatus.SENT else None
+        sent_rows.append((record.status, record.esp_message_id, sent_at, now, record.pk))
+        by_outcome: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for addr_spec, recipient_status in outcome.recipients.items():
+            key = (recipient_status.status or SendStatus.UNKNOWN, recipient_status.message_id or "")
+            by_outcome[key].append(normalize_address(addr_spec))
+        if len(by_outcome) == 1:
+            ((send_status, esp_message_id),) = by_outcome
+            recipient_rows.append((send_status, esp_message_id, record.pk))
+        else:
+            for (send_status, esp_message_id), addresses in by_outcome.items():
+                recipient_address_rows += [
+                    (send_status, esp_message_id, record.pk, address) for address in addresses
+                ]
+        message_ids = {esp_message_id for _, esp_message_id in by_outcome if esp_message_id}
+        if message_ids:
+            message_ids_by_esp.setdefault(record.esp, (record, set()))[1].update(message_ids)
+
     with transaction.atomic():
-        lean_sql.update(
-            Message,
-            {"status": MessageStatus.FAILED, "error": error_text, "updated_at": now},
-            where={"id": record.pk},
+        lean_sql.update_many(
+            Message, ("status", "esp_message_id", "sent_at", "updated_at"), ("id",), sent_rows
         )
-        lean_sql.update(
+        lean_sql.update_many(
+            Recipient, ("send_status", "esp_message_id"), ("message",), recipient_rows
+        )
+        lean_sql.update_many(
             Recipient,
-            {"send_status": SendStatus.FAILED},
-            where={"message": record.pk, "send_status": SendStatus.PENDING},
+            ("send_status", "esp_message_id"),
+            ("message", "address"),
+            recipient_address_rows,
         )
-    record.status = MessageStatus.FAILED
-    record.error = error_text
+        lean_sql.update_many(Message, ("status", "error", "updated_at"), ("id",), failed_rows)
+        lean_sql.update_many(
+            Recipient, ("send_status",), ("message", "send_status"), failed_recipient_rows
+        )
+        for record, message_ids in message_ids_by_esp.values():
+            for hook in RESULT_RECORDED_HOOKS:
+                hook(record, message_ids)
+
+
+def message_records_discard(*, records: Sequence[Message]) -> None:
+    """Delete records written for messages that were then never sent.
+
+    When one message of a send_messages() chunk raises, the rest of the
+    chunk (already recorded) is not sent, as if it had never been handed
+    over: their records go.
+    """
+    if records:
+        Message.objects.filter(pk__in=[record.pk for record in records]).delete()
 
 
 def _aggregate_status(statuses: set[str]) -> str:
@@ -334,26 +426,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple, set)):
         return [_json_safe(inner) for inner in value]
     return str(value)
-
-
-def _stored_attachment(
-    record: Message, position: int, attachment: Attachment, store_content: bool
-) -> StoredAttachment:
-    content = attachment.content or b""
-    sha256 = hashlib.sha256(content).hexdigest()
-    stored = StoredAttachment(
-        message=record,
-        position=position,
-        filename=attachment.name or "",
-        mimetype=attachment.mimetype,
-        inline=attachment.inline,
-        content_id=attachment.content_id or "",
-        size=len(content),
-        sha256=sha256,
-    )
-    if store_content:
-        stored.file.name = store_content_once("mailhub/attachments", sha256, content)
-    return stored
 
 
 # ---------------------------------------------------------------------------
@@ -471,16 +543,20 @@ def suppressed_addresses(*, addresses: Iterable[str], esp: str) -> set[str]:
     # costs more than the indexed lookup itself.
     connection = connections[router.db_for_read(Suppression)]
     quote = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(normalized))
-    sql = (
-        f"SELECT {quote('address')} FROM {quote(Suppression._meta.db_table)} "
-        f"WHERE {quote('address')} IN ({placeholders}) AND {quote('esp')} IN (%s, %s) "
-        f"AND ({quote('expires_at')} IS NULL OR {quote('expires_at')} > %s)"
-    )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    found = set()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*normalized, "", esp, now])
-        return {row[0] for row in cursor.fetchall()}
+        for start in range(0, len(normalized), SUPPRESSION_LOOKUP_BATCH):
+            batch = normalized[start : start + SUPPRESSION_LOOKUP_BATCH]
+            sql = (
+                f"SELECT {quote('address')} FROM {quote(Suppression._meta.db_table)} "
+                f"WHERE {quote('address')} IN ({', '.join(['%s'] * len(batch))}) "
+                f"AND {quote('esp')} IN (%s, %s) "
+                f"AND ({quote('expires_at')} IS NULL OR {quote('expires_at')} > %s)"
+            )
+            cursor.execute(sql, [*batch, "", esp, now])
+            found.update(row[0] for row in cursor.fetchall())
+    return found
 
 
 def suppression_add(
@@ -523,9 +599,12 @@ def suppression_remove(*, address: str, esp: str | None = None) -> int:
 __all__ = [
     "message_rebuild",
     "message_record_failure",
+    "message_record_outcomes",
     "message_record_queued",
     "message_record_result",
     "message_record_start",
+    "message_record_start_many",
+    "message_records_discard",
     "suppressed_addresses",
     "suppression_add",
     "suppression_remove",

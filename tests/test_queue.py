@@ -372,7 +372,7 @@ def test_database_drop_after_the_esp_accepted_leaves_sending_for_the_sweep(
     def connection_dropped(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "message_record_result", connection_dropped)
+    monkeypatch.setattr(services, "message_record_outcomes", connection_dropped)
     with django_capture_on_commit_callbacks(execute=True):  # robust: logged, not raised
         assert enqueue(message()) == 1
     assert Message.objects.get().status == MessageStatus.SENDING

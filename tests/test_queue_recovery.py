@@ -77,12 +77,12 @@ def test_stuck_send_is_resent_with_its_key_and_the_esp_drops_the_repeat(
     monkeypatch, django_capture_on_commit_callbacks
 ):
     # The worker sent it (the ESP accepted it) and died before recording the answer.
-    real_record_result = services.message_record_result
+    real_record_outcomes = services.message_record_outcomes
 
     def connection_dropped(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "message_record_result", connection_dropped)
+    monkeypatch.setattr(services, "message_record_outcomes", connection_dropped)
     with django_capture_on_commit_callbacks(execute=True):
         make_backend(QUEUED, backend=SANDBOX).send_messages(
             [AnymailMessage("Hi", "Body", "shop@example.com", ["ann@example.com"])]
@@ -93,7 +93,7 @@ def test_stuck_send_is_resent_with_its_key_and_the_esp_drops_the_repeat(
     outbox = queueing.worker_backend(SANDBOX).outbox
     assert len(outbox) == 1
 
-    monkeypatch.setattr(services, "message_record_result", real_record_result)
+    monkeypatch.setattr(services, "message_record_outcomes", real_record_outcomes)
     left_sending(record)
     with django_capture_on_commit_callbacks(execute=True):
         result = messages_sweep(stuck_after=600)

@@ -469,16 +469,6 @@ class EmailBackend(AnymailBaseBackend):
         finally:
             self.client = None
 
-    def _send(self, message: EmailMessage) -> bool:
-        if self.client is None:
-            # Called outside send_messages(): open for this one message
-            self.open()
-            try:
-                return super()._send(message)
-            finally:
-                self.close()
-        return super()._send(message)
-
     def post_to_esp(self, payload: AmazonSESPayload, message: EmailMessage) -> dict:
         operation = payload.operation_name
         send = (

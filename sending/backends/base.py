@@ -1,10 +1,14 @@
 """The send pipeline every mailhub backend shares, and the payload base class.
 
-``AnymailBaseBackend._send`` is the whole pipeline, in order:
+``AnymailBaseBackend.send_messages`` runs each message through the whole
+pipeline, in order:
 
     pre_send signal -> suppression filter -> build the ESP payload (validates)
     -> record Message + Recipients -> call the ESP -> parse recipient status
     -> record the outcome -> post_send signal -> refuse if no recipient was taken
+
+With recording on, it takes the messages a chunk at a time, so that each
+step's writes are one transaction for the chunk (see send_messages).
 
 ESP modules only supply ``build_message_payload``, ``post_to_esp`` and
 ``parse_recipient_status`` (usually through a ``BasePayload`` subclass); they
@@ -14,6 +18,8 @@ never touch the database. Recording is done here, through the functions in
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from django.core.mail.backends.base import BaseEmailBackend
@@ -40,6 +46,7 @@ from ..utils import (
     force_non_lazy_dict,
     force_non_lazy_list,
     get_anymail_setting,
+    get_mailhub_setting,
     last,
     normalize_address,
     parse_address_list,
@@ -65,6 +72,22 @@ class RecordReuse(NamedTuple):
 
     record_id: int
     from_status: str
+
+
+class _Outcome(NamedTuple):
+    """A sent message's outcome waiting to be recorded: its status, or the error."""
+
+    message: EmailMessage
+    record: Any  # its sending.models.Message, or None when recording is off
+    outcome: AnymailStatus | BaseException
+    post_send: bool  # send post_send once recorded (not after an ESP error)
+
+
+def _suppressed_of(addresses: list[str], suppressed: set[str]) -> set[str]:
+    """The normalized addresses among addresses that are in suppressed."""
+    if not suppressed:
+        return set()
+    return {normalize_address(address) for address in addresses} & suppressed
 
 
 class AnymailBaseBackend(BaseEmailBackend):
@@ -125,52 +148,158 @@ class AnymailBaseBackend(BaseEmailBackend):
         """Close the connection opened by open()."""
 
     def send_messages(self, email_messages: list[EmailMessage]) -> int:
-        """Send each message through the ESP; return the number sent."""
+        """Send each message through the ESP; return the number sent.
+
+        With recording on, messages go through the pipeline in chunks of
+        MAILHUB["RECORD_BATCH_SIZE"]: a chunk's records are written in one
+        transaction before its first ESP call, and outcomes are written
+        together (at the latest every MAILHUB["RECORD_FLUSH_SECONDS"]), each
+        before its message's post_send. An error a caller must see stops the
+        send there, as for one message at a time: the messages before it are
+        sent and recorded, the ones after it are neither (their pre_send
+        receivers may have run).
+        """
         if not email_messages:
             return 0
-
         created_session = self.open()
         num_sent = 0
         try:
-            for message in email_messages:
-                try:
-                    sent = self._send(message)
-                except AnymailError:
-                    if self.fail_silently:
-                        sent = False
-                    else:
-                        raise
-                if sent:
-                    num_sent += 1
+            for chunk in self._chunks(email_messages):
+                num_sent += self._send_chunk(chunk)
         finally:
             if created_session:
                 self.close()
         return num_sent
 
-    def _send(self, message: EmailMessage) -> bool:
-        """Send one message through the pipeline; return whether the ESP took it."""
-        message.anymail_status = AnymailStatus()
-        if not self.run_pre_send(message):
-            return False  # cancelled by a pre_send receiver
-        if not message.recipients():
-            return False  # Django's own backends send nothing to nobody
+    def _chunks(self, messages: list[EmailMessage]) -> Iterator[list[EmailMessage]]:
+        """Split messages for _send_chunk: one at a time unless recording batches them."""
+        size = max(1, int(get_mailhub_setting("RECORD_BATCH_SIZE", 100))) if self.record else 1
+        chunk: list[EmailMessage] = []
+        for message in messages:
+            if hasattr(message, RECORD_REUSE_ATTR):
+                # Updating an existing record (a claim that may fail) goes alone.
+                if chunk:
+                    yield chunk
+                    chunk = []
+                yield [message]
+                continue
+            chunk.append(message)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
-        suppressed = self.find_suppressed(message)
-        payload = self.build_message_payload(message, self.send_defaults, suppressed)
+    def _send_chunk(self, messages: list[EmailMessage]) -> int:
+        """Run messages through the pipeline; return how many the ESP took.
+
+        Raises the first error that isn't silenced (fail_silently silences
+        AnymailError) once the messages before it are sent and recorded.
+        """
+        services = self._services()
+        ready, stopped_by = self._prepare(messages, services)
+        records: list[Any] = [None] * len(ready)
+        if services is not None and len(ready) == 1:
+            records = [services.message_record_start(backend=self, payload=ready[0][1])]
+        elif services is not None and ready:
+            payloads = [payload for _, payload in ready]
+            records = services.message_record_start_many(backend=self, payloads=payloads)
+
+        flush_seconds = float(get_mailhub_setting("RECORD_FLUSH_SECONDS", 1.0))
+        pending: list[_Outcome] = []
+        num_sent = 0
+        delivered = 0
+        try:
+            flushed_at = time.monotonic()
+            for (message, payload), record in zip(ready, records, strict=True):
+                delivered += 1
+                try:
+                    num_sent += self._deliver(message, payload, record, pending)
+                except AnymailError:
+                    if not self.fail_silently:
+                        raise
+                if time.monotonic() - flushed_at >= flush_seconds:
+                    self._flush(services, pending)
+                    flushed_at = time.monotonic()
+        finally:
+            try:
+                self._flush(services, pending)
+            finally:
+                if services is not None and delivered < len(records):
+                    unsent = records[delivered:]
+                    services.message_records_discard(records=unsent)
+                    for message, _ in ready[delivered:]:
+                        message.__dict__.pop(services.RECORD_ID_ATTR, None)
+        if stopped_by is not None:
+            raise stopped_by
+        return num_sent
+
+    def _prepare(
+        self, messages: list[EmailMessage], services: Any
+    ) -> tuple[list[tuple[EmailMessage, BasePayload]], BaseException | None]:
+        """pre_send, the suppression filter and the ESP payload of each message, in order.
+
+        Returns the (message, payload) pairs to send, and the error that
+        stopped preparing, if any: the messages after it are not sent.
+        """
+        stopped_by: BaseException | None = None
+
+        def stop_at(error: BaseException) -> bool:
+            """Whether error ends the send (else the message is skipped: fail_silently)."""
+            nonlocal stopped_by
+            if isinstance(error, AnymailError) and self.fail_silently:
+                return False
+            stopped_by = error
+            return True
+
+        checked: list[tuple[EmailMessage, list[str]]] = []
+        for message in messages:
+            message.anymail_status = AnymailStatus()
+            try:
+                if not self.run_pre_send(message):
+                    continue  # cancelled by a pre_send receiver
+                if not message.recipients():
+                    continue  # Django's own backends send nothing to nobody
+                addresses = self._recipient_addresses(message) if services is not None else []
+            except BaseException as error:
+                if stop_at(error):
+                    break
+                continue
+            checked.append((message, addresses))
+
+        suppressed = set()
+        if services is not None:
+            every_address = [address for _, addresses in checked for address in addresses]
+            suppressed = services.suppressed_addresses(addresses=every_address, esp=self.esp_key)
+        ready = []
+        for message, addresses in checked:
+            try:
+                payload = self.build_message_payload(
+                    message, self.send_defaults, _suppressed_of(addresses, suppressed)
+                )
+            except BaseException as error:
+                if stop_at(error):
+                    break
+                continue
+            ready.append((message, payload))
+        return ready, stopped_by
+
+    def _deliver(
+        self, message: EmailMessage, payload: BasePayload, record: Any, pending: list[_Outcome]
+    ) -> bool:
+        """Call the ESP for one prepared (and recorded) message; return whether it took it.
+
+        The outcome goes on pending, to be recorded (and post_send sent) by
+        _flush; a refused or failed send raises after queuing its outcome.
+        """
         suppressed_status = {
             address.addr_spec: AnymailRecipientStatus(message_id=None, status="suppressed")
             for address in payload.suppressed_recipients
         }
-
-        services = self._services()
-        record = services.message_record_start(backend=self, payload=payload) if services else None
-
         if not payload.has_recipients():
             # Every recipient is on the suppression list: don't call the ESP.
             message.anymail_status.set_recipient_status(suppressed_status)
-            if record is not None:
-                services.message_record_result(record=record, status=message.anymail_status)
-            self.run_post_send(message)
+            pending.append(_Outcome(message, record, message.anymail_status, post_send=True))
             self.raise_for_recipient_status(message.anymail_status, None, payload, message)
             return False
 
@@ -181,17 +310,35 @@ class AnymailBaseBackend(BaseEmailBackend):
             message.anymail_status.esp_response = response
             recipient_status = self.parse_recipient_status(response, payload, message)
         except BaseException as error:
-            if record is not None:
-                services.message_record_failure(record=record, error=error)
+            pending.append(_Outcome(message, record, error, post_send=False))
             raise
         message.anymail_status.set_recipient_status(recipient_status)
         message.anymail_status.set_recipient_status(suppressed_status)
-        if record is not None:
-            services.message_record_result(record=record, status=message.anymail_status)
-
-        self.run_post_send(message)
+        pending.append(_Outcome(message, record, message.anymail_status, post_send=True))
         self.raise_for_recipient_status(message.anymail_status, response, payload, message)
         return True
+
+    def _flush(self, services: Any, pending: list[_Outcome]) -> None:
+        """Record pending outcomes (one transaction), then send their post_send signals.
+
+        Every post_send receiver runs; the first error any raised is raised
+        afterwards. pending is emptied.
+        """
+        outcomes, pending[:] = list(pending), []
+        if services is not None:
+            recorded = [(item.record, item.outcome) for item in outcomes if item.record]
+            if recorded:
+                services.message_record_outcomes(outcomes=recorded)
+        first_error = None
+        for item in outcomes:
+            if not item.post_send:
+                continue
+            try:
+                self.run_post_send(item.message)
+            except Exception as error:
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
     def _services(self) -> Any:
         """Return the recording services, or None when recording is off."""
@@ -201,15 +348,20 @@ class AnymailBaseBackend(BaseEmailBackend):
 
         return services
 
+    def _recipient_addresses(self, message: EmailMessage) -> list[str]:
+        """The addr-specs of message's to, cc and bcc (validating them)."""
+        addresses = []
+        for field in ("to", "cc", "bcc"):
+            for address in parse_address_list(getattr(message, field, None) or [], field=field):
+                addresses.append(address.addr_spec)
+        return addresses
+
     def find_suppressed(self, message: EmailMessage) -> set[str]:
         """Return the normalized addresses of message's recipients that are suppressed."""
         services = self._services()
         if services is None:
             return set()
-        addresses = []
-        for field in ("to", "cc", "bcc"):
-            for address in parse_address_list(getattr(message, field, None) or [], field=field):
-                addresses.append(address.addr_spec)
+        addresses = self._recipient_addresses(message)
         return services.suppressed_addresses(addresses=addresses, esp=self.esp_key)
 
     def run_pre_send(self, message: EmailMessage) -> bool:

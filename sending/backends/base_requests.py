@@ -43,16 +43,6 @@ class AnymailRequestsBackend(AnymailBaseBackend):
         finally:
             self.session = None
 
-    def _send(self, message: EmailMessage) -> bool:
-        if self.session is None:
-            # Called outside send_messages() (e.g. by a subclass): open for this one message
-            self.open()
-            try:
-                return super()._send(message)
-            finally:
-                self.close()
-        return super()._send(message)
-
     def post_to_esp(self, payload: BasePayload, message: EmailMessage) -> requests.Response:
         """POST payload's request to the ESP and return the response.
 
