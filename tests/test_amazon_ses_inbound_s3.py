@@ -328,4 +328,6 @@ def test_invalid_client_config_names_the_settings(client, s3, settings):
     with pytest.raises(AnymailConfigurationError, match="AMAZON_SES_S3_CLIENT_PARAMS"):
         post_notification(client, s3_notification(key))
     # Kept for reprocessing once the setting is fixed
-    assert WebhookCall.objects.get().status == WebhookCallStatus.RECEIVED
+    call = WebhookCall.objects.get()
+    assert call.status == WebhookCallStatus.FAILED
+    assert "AMAZON_SES_S3_CLIENT_PARAMS" in call.error

@@ -3,9 +3,11 @@
 The base webhook view is the only caller of the ``webhook_call_*`` and
 ``events_record`` functions, so every ESP is recorded the same way.
 Recording one webhook call is one transaction with set-based writes: one
-SELECT for the recipients involved (locked), one for already-known events,
-one INSERT for the new events, one UPDATE for the recipients that changed,
-and one INSERT for new suppressions.
+INSERT for the call itself, one SELECT for the recipients involved
+(locked), one INSERT for the events that skips those already stored, one
+UPDATE (executemany) per set of recipient fields that changed, and one
+INSERT for new suppressions. Rows are built as tuples, without model
+instances (sending.lean_sql).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -35,7 +37,7 @@ from sending.utils import (
 )
 
 from .models import Event, WebhookCall, WebhookCallStatus
-from .status import apply_events
+from .status import STATE_FIELDS, apply_events
 
 # Bodies up to this size are kept in the row; larger ones go to storage.
 INLINE_BODY_LIMIT = 256 * 1024
@@ -44,12 +46,47 @@ INLINE_BODY_LIMIT = 256 * 1024
 # filtering and time-outs are often temporary, so they don't suppress.
 HARD_BOUNCE_REASONS = frozenset({RejectReason.BOUNCED, RejectReason.INVALID, None, ""})
 
+# The columns of a suppression added by an event.
+SUPPRESSION_FIELDS = (
+    "address",
+    "esp",
+    "reason",
+    "source",
+    "created_at",
+    "expires_at",
+    "note",
+    "created_by_id",
+)
+
+T = TypeVar("T")
+
 
 # ---------------------------------------------------------------------------
 # Raw webhook calls
 
+# The columns of a stored call, written in one INSERT.
+CALL_FIELDS = (
+    "esp",
+    "kind",
+    "received_at",
+    "method",
+    "path",
+    "query_string",
+    "content_type",
+    "headers",
+    "body",
+    "body_file",
+    "body_size",
+    "body_sha256",
+    "status",
+    "error",
+    "processed_at",
+    "attempts",
+    "event_count",
+)
 
-def webhook_call_store(
+
+def webhook_call_receive(
     *,
     esp: str,
     kind: str,
@@ -60,21 +97,20 @@ def webhook_call_store(
     headers: dict[str, str],
     body: bytes,
 ) -> tuple[WebhookCall, bool]:
-    """Store a webhook request raw; return (call, already_processed).
+    """The WebhookCall for a request; return (call, already_processed).
 
-    An identical body already processed for the same ESP and kind is an ESP
-    retry of a delivery we handled: nothing new is stored.
+    An identical body already stored for the same ESP and kind is an ESP
+    retry of that call: it is returned, and already_processed says whether
+    it needs anything more. Otherwise the call is new and not yet saved:
+    webhook_call_record stores it with what it says, in one transaction, or
+    webhook_call_mark_failed stores it with the error.
     """
     sha256 = hashlib.sha256(body).hexdigest()
-    existing_ids = lean_sql.select_column(
-        WebhookCall,
-        "id",
-        where={"esp": esp, "kind": kind, "body_sha256": sha256},
-        order_by_pk_desc=True,
-        limit=1,
+    stored = lean_sql.select_values(
+        WebhookCall, ("id",), where={"esp": esp, "kind": kind, "body_sha256": sha256}
     )
-    if existing_ids:
-        existing = WebhookCall.objects.get(pk=existing_ids[0])
+    if stored:
+        existing = WebhookCall.objects.get(pk=stored[-1][0])  # the latest
         return existing, existing.status == WebhookCallStatus.PROCESSED
 
     call = WebhookCall(
@@ -92,37 +128,137 @@ def webhook_call_store(
         call.body = body
     else:
         call.body_file.save(sha256, ContentFile(body), save=False)
-    lean_sql.insert([call], returning_pk=True)
     return call, False
 
 
-def webhook_call_mark_processed(*, call: WebhookCall, event_count: int) -> None:
+def webhook_call_record(
+    *, call: WebhookCall, record: Callable[[WebhookCall], list[T]], expected: int
+) -> list[T]:
+    """Store call (when new) and what record(call) stores in one transaction, marked processed.
+
+    record writes what the call says and returns what was new (events,
+    messages): the call's event_count. A new call is inserted already
+    marked processed with `expected` new ones, so in the usual case it is
+    written once; it is corrected when fewer were new. If anything fails,
+    nothing is kept, call is left as it was, and the error propagates: the
+    caller keeps the call with webhook_call_mark_failed.
+    """
     now = timezone.now()
-    lean_sql.update(
-        WebhookCall,
-        {
-            "status": WebhookCallStatus.PROCESSED,
-            "error": "",
-            "processed_at": now,
-            "event_count": event_count,
-            "attempts": call.attempts + 1,
-        },
-        where={"id": call.pk},
-    )
-    call.status, call.processed_at, call.event_count = WebhookCallStatus.PROCESSED, now, event_count
+    inserted = call.pk is None
+    try:
+        with transaction.atomic():
+            if inserted:
+                call.pk = _webhook_call_insert(
+                    call,
+                    status=WebhookCallStatus.PROCESSED,
+                    error="",
+                    processed_at=now,
+                    attempts=call.attempts + 1,
+                    event_count=expected,
+                )
+            new = record(call)
+            if not inserted or len(new) != expected:
+                lean_sql.update(
+                    WebhookCall,
+                    {
+                        "status": WebhookCallStatus.PROCESSED,
+                        "error": "",
+                        "processed_at": now,
+                        "event_count": len(new),
+                        "attempts": call.attempts + 1,
+                    },
+                    where={"id": call.pk},
+                )
+    except BaseException:
+        if inserted:
+            call.pk = None
+        raise
+    call._state.adding = False
+    call.status, call.error, call.processed_at = WebhookCallStatus.PROCESSED, "", now
+    call.event_count = len(new)
     call.attempts += 1
+    return new
 
 
 def webhook_call_mark_failed(*, call: WebhookCall, error: str) -> None:
-    WebhookCall.objects.filter(pk=call.pk).update(
-        status=WebhookCallStatus.FAILED, error=error, attempts=call.attempts + 1
-    )
+    """Keep call, marked failed with error, for reprocessing; store it if it is new.
+
+    A call whose row was rolled back (by a transaction around the caller's)
+    is stored again.
+    """
+    updated = 0
+    if call.pk is not None:
+        updated = lean_sql.update(
+            WebhookCall,
+            {"status": WebhookCallStatus.FAILED, "error": error, "attempts": call.attempts + 1},
+            where={"id": call.pk},
+        )
+    if not updated:
+        call.pk = _webhook_call_insert(
+            call, status=WebhookCallStatus.FAILED, error=error, attempts=call.attempts + 1
+        )
+        call._state.adding = False
     call.status, call.error = WebhookCallStatus.FAILED, error
     call.attempts += 1
 
 
+def webhook_call_keep_failed(*, call: WebhookCall, error: str) -> bool:
+    """Keep a call whose processing raised error: stored, marked failed, for reprocessing.
+
+    Return False, changing nothing, if the call was recorded (processed)
+    before the error: it came after, from a signal receiver.
+    """
+    if call.pk is not None:
+        status = lean_sql.select_column(WebhookCall, "status", where={"id": call.pk})
+        if status == [WebhookCallStatus.PROCESSED]:
+            return False
+    webhook_call_mark_failed(call=call, error=error)
+    return True
+
+
+def _webhook_call_insert(call: WebhookCall, **values: Any) -> int:
+    """INSERT call with values in place of its own; return the new pk."""
+    row = [values[name] if name in values else getattr(call, name) for name in CALL_FIELDS]
+    (pk,) = lean_sql.insert_values(WebhookCall, CALL_FIELDS, [row], returning="id")
+    return pk
+
+
 # ---------------------------------------------------------------------------
 # Events
+
+# The columns of a stored event, in the order _event_row gives them.
+EVENT_FIELDS = (
+    "esp",
+    "event_type",
+    "timestamp",
+    "event_id",
+    "dedupe_key",
+    "message_id",
+    "recipient_address",
+    "recipient_id",
+    "reject_reason",
+    "description",
+    "mta_response",
+    "user_agent",
+    "click_url",
+    "tags",
+    "metadata",
+    "esp_event",
+    "webhook_call_id",
+    "created_at",
+)
+_DEDUPE_KEY = EVENT_FIELDS.index("dedupe_key")
+_RECIPIENT_ID = EVENT_FIELDS.index("recipient_id")
+
+# What recording reads of a Recipient, and may advance.
+RECIPIENT_STATE_FIELDS = ("id", "esp_message_id", "address", *STATE_FIELDS)
+
+
+class RecipientState:
+    """A Recipient's delivery state, read for advancing by events (no model instance)."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.__dict__.update(zip(RECIPIENT_STATE_FIELDS, values, strict=True))
 
 
 def event_dedupe_key(event: AnymailTrackingEvent) -> str:
@@ -162,35 +298,44 @@ def events_record(
     by_key: dict[str, AnymailTrackingEvent] = {}
     for event in events:
         by_key.setdefault(event_dedupe_key(event), event)
+    addresses = {
+        key: normalize_address(event.recipient) if event.recipient else ""
+        for key, event in by_key.items()
+    }
+    now = timezone.now()
+    call_id = webhook_call.pk if webhook_call is not None else None
 
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         recipients = _lock_recipients(
             esp,
             {
-                (e.message_id, normalize_address(e.recipient))
-                for e in by_key.values()
-                if e.message_id and e.recipient
+                (event.message_id, addresses[key])
+                for key, event in by_key.items()
+                if event.message_id and event.recipient
             },
         )
         rows = []
         for key, event in by_key.items():
-            address = normalize_address(event.recipient) if event.recipient else ""
+            address = addresses[key]
             recipient = recipients.get((event.message_id, address))
-            rows.append(_event_row(esp, key, event, address, recipient, webhook_call))
+            rows.append(_event_row(esp, key, event, address, recipient, call_id, now))
         # An event already stored (a duplicate delivery, or a concurrent call
         # that got here first) conflicts and is skipped: only the keys that
         # come back are new, and only new events advance state.
         inserted = set(
-            lean_sql.insert_rows(Event, rows, ignore_conflicts=True, returning="dedupe_key")
+            lean_sql.insert_values(
+                Event, EVENT_FIELDS, rows, ignore_conflicts=True, returning="dedupe_key"
+            )
         )
-        new = [(row, by_key[row["dedupe_key"]]) for row in rows if row["dedupe_key"] in inserted]
+        new = [row for row in rows if row[_DEDUPE_KEY] in inserted]
         applied: dict[int, list[AnymailTrackingEvent]] = defaultdict(list)
-        for row, event in new:
-            if row["recipient_id"] is not None:
-                applied[row["recipient_id"]].append(event)
+        for row in new:
+            if row[_RECIPIENT_ID] is not None:
+                applied[row[_RECIPIENT_ID]].append(by_key[row[_DEDUPE_KEY]])
         _advance(recipients, applied)
-        _suppress_from_events(esp, [event for _, event in new])
-    return [event for _, event in new]
+        new_events = [by_key[row[_DEDUPE_KEY]] for row in new]
+        _suppress_from_events(esp, new_events, now)
+    return new_events
 
 
 def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
@@ -212,9 +357,9 @@ def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
         for orphan in orphans:
             recipient = recipients.get((orphan.message_id, orphan.recipient_address))
             if recipient is not None:
-                orphan.recipient = recipient
+                orphan.recipient_id = recipient.id
                 linked.append(orphan)
-                applied[recipient.pk].append(orphan)
+                applied[recipient.id].append(orphan)
         lean_sql.update_objects(linked, ["recipient"])
         _advance(recipients, applied)
     return len(linked)
@@ -238,37 +383,45 @@ def events_link_after_send(record: Message, message_ids: set[str]) -> None:
         events_link_orphans(esp=record.esp, message_ids=message_ids)
 
 
-def _lock_recipients(esp: str, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Recipient]:
+def _lock_recipients(
+    esp: str, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], RecipientState]:
     """Fetch (and lock, where the database can) the recipients for (message id, address) pairs."""
     if not pairs:
         return {}
     message_ids = {message_id for message_id, _ in pairs}
-    found = lean_sql.select_objects(
+    found = lean_sql.select_values(
         Recipient,
+        RECIPIENT_STATE_FIELDS,
         where={"esp": esp},
         # By message id only: an index seek per id. Adding "address IN (...)"
         # makes SQLite's planner check every address against every id.
         where_in=[("esp_message_id", sorted(message_ids))],
         for_update=True,
     )
-    return {
-        (recipient.esp_message_id, recipient.address): recipient
-        for recipient in found
-        if (recipient.esp_message_id, recipient.address) in pairs
-    }
+    recipients = {}
+    for values in found:
+        key = (values[1], values[2])  # esp_message_id, address
+        if key in pairs:
+            recipients[key] = RecipientState(values)
+    return recipients
 
 
-def _advance(recipients: dict[tuple[str, str], Recipient], applied: dict[int, list]) -> None:
-    by_pk = {recipient.pk: recipient for recipient in recipients.values()}
+def _advance(recipients: dict[tuple[str, str], RecipientState], applied: dict[int, list]) -> None:
+    by_pk = {recipient.id: recipient for recipient in recipients.values()}
     # One statement per distinct set of changed fields (a batch of deliveries
     # changes the same fields of many recipients)
-    by_fields: dict[tuple[str, ...], list[Recipient]] = defaultdict(list)
+    by_fields: dict[tuple[str, ...], list[RecipientState]] = defaultdict(list)
     for pk, events in applied.items():
         changed_fields = apply_events(by_pk[pk], events)
         if changed_fields:
             by_fields[tuple(sorted(changed_fields))].append(by_pk[pk])
     for field_names, changed in by_fields.items():
-        lean_sql.update_objects(changed, field_names)
+        lean_sql.update_values(
+            Recipient,
+            field_names,
+            [[*(getattr(state, name) for name in field_names), state.id] for state in changed],
+        )
 
 
 def _event_row(
@@ -276,30 +429,46 @@ def _event_row(
     key: str,
     event: AnymailTrackingEvent,
     address: str,
-    recipient: Recipient | None,
-    webhook_call: WebhookCall | None,
-) -> dict[str, Any]:
-    """An Event row as {attname: value}, for lean_sql.insert_rows."""
-    return {
-        "esp": esp,
-        "event_type": event.event_type,
-        "timestamp": event.timestamp,
-        "event_id": str(event.event_id or "")[:255],
-        "dedupe_key": key,
-        "message_id": (event.message_id or "")[:255],
-        "recipient_address": address[:320],
-        "recipient_id": recipient.pk if recipient is not None else None,
-        "reject_reason": event.reject_reason or "",
-        "description": event.description or "",
-        "mta_response": event.mta_response or "",
-        "user_agent": event.user_agent or "",
-        "click_url": event.click_url or "",
-        "tags": json_safe(event.tags or []),
-        "metadata": json_safe(event.metadata or {}),
-        "esp_event": json_safe(event.esp_event),
-        "webhook_call_id": webhook_call.pk if webhook_call is not None else None,
-        "created_at": timezone.now(),
-    }
+    recipient: RecipientState | None,
+    call_id: int | None,
+    now: datetime,
+) -> tuple[Any, ...]:
+    """An Event row, values in EVENT_FIELDS order, for lean_sql.insert_values."""
+    return (
+        esp,
+        event.event_type,
+        event.timestamp,
+        str(event.event_id or "")[:255],
+        key,
+        (event.message_id or "")[:255],
+        address[:320],
+        recipient.id if recipient is not None else None,
+        event.reject_reason or "",
+        event.description or "",
+        event.mta_response or "",
+        event.user_agent or "",
+        event.click_url or "",
+        _json_text(event.tags or []),
+        _json_text(event.metadata or {}),
+        _json_text(event.esp_event),
+        call_id,
+        now,
+    )
+
+
+def _json_text(value: Any) -> lean_sql.JSONText | None:
+    """value serialized for a JSON column (None: SQL NULL), made storable first if need be."""
+    if value is None:
+        return None
+    if not value and type(value) in (dict, list):
+        return lean_sql.JSONText("{}" if type(value) is dict else "[]")
+    if type(value) in (dict, list):
+        # Most raw events come from json.loads and serialize as they are.
+        try:
+            return lean_sql.JSONText(json.dumps(value))
+        except (TypeError, ValueError):
+            pass
+    return lean_sql.JSONText(json.dumps(json_safe(value)))
 
 
 def _suppression_for(event: AnymailTrackingEvent) -> str | None:
@@ -317,7 +486,7 @@ def _suppression_for(event: AnymailTrackingEvent) -> str | None:
     return None
 
 
-def _suppress_from_events(esp: str, events: Iterable[AnymailTrackingEvent]) -> None:
+def _suppress_from_events(esp: str, events: Iterable[AnymailTrackingEvent], now: datetime) -> None:
     scope = "" if get_mailhub_setting("SUPPRESSION_SCOPE", "all") == "all" else esp
     wanted: dict[str, tuple[str, AnymailTrackingEvent]] = {}
     for event in events:
@@ -326,22 +495,22 @@ def _suppress_from_events(esp: str, events: Iterable[AnymailTrackingEvent]) -> N
             wanted.setdefault(normalize_address(event.recipient), (reason, event))
     if not wanted:
         return
-    existing = set(
-        Suppression.objects.filter(address__in=list(wanted), esp=scope).values_list(
-            "address", flat=True
-        )
-    )
-    Suppression.objects.bulk_create(
+    # An address already suppressed (in this scope) conflicts and keeps its row.
+    lean_sql.insert_values(
+        Suppression,
+        SUPPRESSION_FIELDS,
         [
-            Suppression(
-                address=address,
-                esp=scope,
-                reason=reason,
-                source=SuppressionSource.EVENT,
-                note=_suppression_note(esp, event),
+            (
+                address,
+                scope,
+                reason,
+                SuppressionSource.EVENT,
+                now,
+                None,
+                _suppression_note(esp, event),
+                None,
             )
             for address, (reason, event) in wanted.items()
-            if address not in existing
         ],
         ignore_conflicts=True,
     )

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
 from django.http import HttpRequest
 
 from sending.exceptions import AnymailWebhookPayloadError
@@ -142,15 +141,15 @@ class AnymailInboundWebhookView(AnymailBaseWebhookView):
         )
 
     def record(self, events: Sequence[AnymailInboundEvent], call: Any) -> list[AnymailInboundEvent]:
-        """Store each message (when recording), mark the call processed, then signal each."""
+        """Store the call with its messages (when recording), then signal each new one."""
         new_events = list(events)
         if call is not None:
             from tracking import services as tracking_services
 
             from .. import services
 
-            new_events = []
-            with transaction.atomic():
+            def store(call: Any) -> list[AnymailInboundEvent]:
+                stored_events = []
                 for event in events:
                     stored, created = services.inbound_message_store(
                         esp=self.esp_key,
@@ -162,10 +161,12 @@ class AnymailInboundWebhookView(AnymailBaseWebhookView):
                     )
                     event.stored_message = stored
                     if created:
-                        new_events.append(event)
-                tracking_services.webhook_call_mark_processed(
-                    call=call, event_count=len(new_events)
-                )
+                        stored_events.append(event)
+                return stored_events
+
+            new_events = tracking_services.webhook_call_record(
+                call=call, record=store, expected=len(events)
+            )
         for event in new_events:
             self.signal.send(sender=self.__class__, event=event, esp_name=self.esp_name)
         return new_events

@@ -1,18 +1,21 @@
 """The webhook pipeline every ESP's tracking (and inbound) view shares.
 
 ``post`` is the whole pipeline: check the size, authenticate (the shared
-WEBHOOK_SECRET basic auth, then the ESP's own signature), store the raw
-call, parse it (pure: no database), record what it says, send the signals,
-answer. ESP modules supply ``validate_request`` (their signature scheme)
-and ``parse_events``; they never touch the database.
+WEBHOOK_SECRET basic auth, then the ESP's own signature), parse the call
+(pure: no database), store the raw call together with what it says in one
+transaction, send the signals, answer. Every call that passes
+authentication is kept: if parsing or recording fails, the transaction is
+rolled back and the raw call stored alone, marked failed with the error,
+for reprocessing. ESP modules supply ``validate_request`` (their signature
+scheme) and ``parse_events``; they never touch the database.
 
 Answers: 401 for missing or wrong basic auth, 403 for a bad ESP signature
 or a stale timestamp, 413 for an oversized body, 400 for a payload that
-can't be understood (the raw call is kept for reprocessing), 503 when the
-raw call can't be stored or something it needs can't be fetched now
-(AnymailWebhookRetryLater: the raw call is kept, marked failed), so the ESP
-retries, 200 otherwise. An unexpected error in recording is a 500, so the
-ESP retries.
+can't be understood or stored as it is (the raw call is kept, failed), 503
+when the raw call can't be stored, recording hit a database error, or
+something the call needs can't be fetched now (AnymailWebhookRetryLater),
+so the ESP retries, 200 otherwise. An unexpected error in recording is a
+500 (the raw call is kept, failed), so the ESP retries.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -137,7 +140,7 @@ class AnymailBaseWebhookView(View):
             from .. import services
 
             try:
-                call, already_processed = services.webhook_call_store(
+                call, already_processed = services.webhook_call_receive(
                     esp=self.esp_key,
                     kind=self.kind,
                     method=request.method,
@@ -159,13 +162,49 @@ class AnymailBaseWebhookView(View):
             if payload_error is not None:
                 raise payload_error
             result = self.process(request, call)
-        except AnymailWebhookPayloadError as err:
-            if call is not None:
-                from .. import services
-
-                services.webhook_call_mark_failed(call=call, error=str(err))
-            return error_response(getattr(err, "http_status", 400), str(err))
+        except Exception as err:
+            response = self.failure_response(call, err)
+            if response is None:
+                raise
+            return response
         return self.success_response(request, result)
+
+    def failure_response(self, call: Any, error: Exception) -> HttpResponse | None:
+        """Keep call (when recording) failed with error raised by process(); answer it.
+
+        A payload that can't be understood, or stored as it is, is a 400: the
+        same body would fail again. A database error is a 503, so the ESP
+        retries. None (re-raise: a 500) for anything else, which is a bug,
+        and for an error raised once the call was recorded (by a signal
+        receiver), which leaves the call as it is.
+        """
+        if call is not None:
+            from .. import services
+
+            if isinstance(error, AnymailWebhookPayloadError):
+                detail = str(error)
+            else:
+                detail = f"{type(error).__name__}: {error}"
+            try:
+                if not services.webhook_call_keep_failed(call=call, error=detail):
+                    return None
+            except DatabaseError:
+                logger.exception("Could not store %s %s webhook call", self.esp_name, self.kind)
+                return error_response(503, "The webhook call could not be stored; please retry.")
+        if isinstance(error, AnymailWebhookPayloadError):
+            return error_response(getattr(error, "http_status", 400), str(error))
+        if call is None:
+            return None
+        if isinstance(error, DataError):
+            return error_response(
+                400, f"The {self.esp_name} webhook payload has values that can't be stored: {error}"
+            )
+        if isinstance(error, DatabaseError):
+            logger.error(
+                "Could not record %s %s webhook call", self.esp_name, self.kind, exc_info=error
+            )
+            return error_response(503, "The webhook call could not be recorded; please retry.")
+        return None
 
     def process(self, request: HttpRequest, call: Any) -> Any:
         """Parse the request and record what it says; shared by post() and reprocessing."""
@@ -189,15 +228,14 @@ class AnymailBaseWebhookView(View):
             ) from err
 
     def record(self, events: Sequence[AnymailEvent], call: Any) -> list[AnymailEvent]:
-        """Store events (when recording), mark the call processed, then signal each new one."""
+        """Store the call with its events (when recording), then signal each new one."""
         if call is not None:
             from .. import services
 
-            with transaction.atomic():
-                new_events = services.events_record(
-                    esp=self.esp_key, events=events, webhook_call=call
-                )
-                services.webhook_call_mark_processed(call=call, event_count=len(new_events))
+            def store(call: Any) -> list[AnymailEvent]:
+                return services.events_record(esp=self.esp_key, events=events, webhook_call=call)
+
+            new_events = services.webhook_call_record(call=call, record=store, expected=len(events))
         else:
             new_events = list(events)
         for event in new_events:
