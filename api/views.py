@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,6 +52,22 @@ class NewestFirstPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any = None) -> tuple:
+        # A filter may order by what its index holds (selectors.messages_for_recipient).
+        return tuple(queryset.query.order_by) or super().get_ordering(request, queryset, view)
+
+    def paginate_queryset(
+        self, queryset: QuerySet, request: Request, view: Any = None
+    ) -> list | None:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValueError, DjangoValidationError):
+            if getattr(self, "cursor", None) is None:
+                raise
+            # A position that doesn't fit the ordering: a cursor tampered with,
+            # or one from another ordering (messages?recipient= pages by id).
+            raise NotFound(self.invalid_cursor_message) from None
+
 
 class NewestIdFirstPagination(NewestFirstPagination):
     ordering = ("-id",)
@@ -75,6 +94,7 @@ class ApiViewSet(viewsets.GenericViewSet):
     ),
 )
 class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    queryset = selectors.message_list()
     filterset_class = MessageFilter
 
     def get_queryset(self) -> Any:
@@ -82,7 +102,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
             return selectors.message_detail()
         if self.action == "resend":
             return Message.objects.all()  # the whole message, to rebuild it
-        return selectors.message_list()
+        return super().get_queryset()
 
     def get_serializer_class(self) -> Any:
         if self.action == "retrieve":
@@ -90,6 +110,15 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         if self.action == "resend":
             return ResendSerializer
         return MessageSerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        serializer = self.get_serializer(selectors.with_recipients(page), many=True)
+        return self.get_paginated_response(serializer.data)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        message = selectors.with_timeline(self.get_object())
+        return Response(self.get_serializer(message).data)
 
     @extend_schema(
         summary="Send a stored message again (suppressions still apply)",
@@ -131,7 +160,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         except ValueError as error:  # content not kept, or the send was cancelled
             return self._resend_error(status.HTTP_409_CONFLICT, error)
         return Response(
-            MessageSerializer(selectors.message_list().get(pk=new.pk)).data,
+            MessageSerializer(selectors.message_row(message_id=new.pk)).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -139,7 +168,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         body: dict[str, Any] = {"detail": detail or str(error)}
         record_id = getattr(error, "mailhub_record_id", None)
         if record_id is not None:
-            body["message"] = MessageSerializer(selectors.message_list().get(pk=record_id)).data
+            body["message"] = MessageSerializer(selectors.message_row(message_id=record_id)).data
         return Response(body, status=code)
 
 

@@ -1,18 +1,30 @@
 """The JSON status API: messages, recipients, events, suppressions and resend."""
 
+import base64
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.utils import timezone
+from rest_framework import serializers
 
+from api.selectors import MESSAGE_DETAIL_FIELDS, MESSAGE_FIELDS
+from api.serializers import (
+    AttachmentSerializer,
+    MessageDetailSerializer,
+    MessageRecipientSerializer,
+    MessageSerializer,
+    RecipientSerializer,
+    TimelineEventSerializer,
+)
 from api.services import api_key_create
 from sending.backends import test as test_backend
 from sending.backends.sandbox import EmailBackend as SandboxBackend
 from sending.message import AnymailMessage
-from sending.models import Message, Recipient, Suppression
+from sending.models import Message, Recipient, StoredAttachment, Suppression
 from sending.services import suppression_add
 from tracking.models import Event
 
@@ -113,9 +125,66 @@ def test_message_list_query_count_does_not_grow_with_the_page(
             for i in range(5)
         ]
     )
-    # key lookup + last_used_at touch + page + prefetched recipients
+    # key lookup + last_used_at touch + page + its recipients
     with django_assert_max_num_queries(4):
         assert len(ids(api.get("/api/messages/"))) == 7
+
+
+def test_status_lookups_make_a_fixed_number_of_queries(api, sent, django_assert_num_queries):
+    invoice = sent["invoice"]
+    assert api.get("/api/messages/").status_code == 200  # notes the key's last use
+    # key lookup + page + its recipients
+    with django_assert_num_queries(3):
+        assert ids(api.get("/api/messages/", {"recipient": "ann@example.com"})) == [invoice.pk]
+    esp_message_id = invoice.recipients.get().esp_message_id
+    with django_assert_num_queries(3):
+        assert ids(api.get("/api/messages/", {"esp_message_id": esp_message_id})) == [invoice.pk]
+    # key lookup + page
+    with django_assert_num_queries(2):
+        assert len(ids(api.get("/api/recipients/", {"address": "ann@example.com"}))) == 1
+    # key lookup + message + recipients + attachments + events
+    with django_assert_num_queries(5):
+        assert api.get(f"/api/messages/{invoice.pk}/").status_code == 200
+
+
+def plain_serializer(model, fields):
+    """DRF's ModelSerializer for fields of model: what the status lookups' rows must show."""
+    meta = type("Meta", (), {"model": model, "fields": list(fields)})
+    return type("PlainSerializer", (serializers.ModelSerializer,), {"Meta": meta})
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "America/Sao_Paulo"])
+def test_status_rows_are_shown_as_model_serializers_show_instances(api, sent, settings, time_zone):
+    settings.TIME_ZONE = time_zone
+    invoice, greeting = sent["invoice"], sent["greeting"]
+    Message.objects.filter(pk=invoice.pk).update(
+        resend_of=greeting, send_at=timezone.now(), track_opens=True, error="x"
+    )
+    body = api.get(f"/api/messages/{invoice.pk}/").json()
+    assert list(body) == MessageDetailSerializer.Meta.fields
+
+    message = plain_serializer(Message, [*MESSAGE_FIELDS, *MESSAGE_DETAIL_FIELDS])
+    expected = message(Message.objects.get(pk=invoice.pk)).data
+    assert {name: body[name] for name in expected} == expected
+    recipient = plain_serializer(Recipient, MessageRecipientSerializer.Meta.fields)
+    assert body["recipients"] == recipient(invoice.recipients.all(), many=True).data
+    event = plain_serializer(Event, TimelineEventSerializer.Meta.fields)
+    events = Event.objects.filter(pk__in=[e["id"] for e in body["events"]]).order_by(
+        "timestamp", "id"
+    )
+    assert body["events"] == event(events, many=True).data
+    attachment = plain_serializer(StoredAttachment, AttachmentSerializer.Meta.fields[:-1])
+    [shown] = body["attachments"]
+    assert shown == {**attachment(invoice.attachments.get()).data, "stored": True}
+
+    [listed] = api.get("/api/messages/", {"id": invoice.pk}).json()["results"]
+    assert listed == {name: body[name] for name in MessageSerializer.Meta.fields}
+    rows = api.get("/api/recipients/", {"message": greeting.pk}).json()["results"]
+    recipients = greeting.recipients.order_by("-id")
+    assert (
+        rows
+        == plain_serializer(Recipient, RecipientSerializer.Meta.fields)(recipients, many=True).data
+    )
 
 
 def test_messages_filter_by_esp_message_id_of_message_or_recipient(api, sent):
@@ -129,6 +198,45 @@ def test_messages_filter_by_esp_message_id_of_message_or_recipient(api, sent):
 
 def test_messages_filter_by_recipient_address_ignores_case(api, sent):
     assert ids(api.get("/api/messages/", {"recipient": "ANN@example.com"})) == [sent["invoice"].pk]
+
+
+def test_messages_filter_by_recipient_pages_newest_first_each_message_once(api, sent):
+    SandboxBackend().send_messages(
+        [
+            AnymailMessage(f"News {i}", "b", "shop@example.com", ["fan@example.com"])
+            for i in range(3)
+        ]
+        + [
+            AnymailMessage(
+                "Twice", "b", "shop@example.com", ["fan@example.com"], bcc=["FAN@example.com"]
+            )
+        ]
+    )
+    newest_first = list(
+        Message.objects.filter(recipients__address="fan@example.com")
+        .distinct()
+        .order_by("-id")
+        .values_list("id", flat=True)
+    )
+    assert len(newest_first) == 4
+    assert ids(api.get("/api/messages/", {"recipient": "fan@example.com"})) == newest_first
+
+    seen, page = [], api.get("/api/messages/", {"recipient": "fan@example.com", "page_size": 1})
+    while True:
+        seen += ids(page)
+        if not page.json()["next"]:
+            break
+        page = api.get(page.json()["next"])
+    assert seen == newest_first
+    previous = api.get(page.json()["previous"])
+    assert ids(previous) == newest_first[-2:-1]
+
+
+def test_messages_filter_by_recipient_combines_with_other_filters(api, sent):
+    greeting = sent["greeting"]
+    params = {"recipient": "bob+open@example.com", "esp": "sandbox", "tag": "welcome"}
+    assert ids(api.get("/api/messages/", params)) == [greeting.pk]
+    assert ids(api.get("/api/messages/", {**params, "status": "failed"})) == []
 
 
 def test_messages_filter_by_status_esp_tag_and_id(api, sent):
@@ -183,6 +291,20 @@ def test_message_pages_follow_the_cursor(api, sent):
 
 def test_a_bad_cursor_is_a_json_404(api, sent):
     response = api.get("/api/messages/", {"cursor": "garbage"})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Invalid cursor"}
+
+
+@pytest.mark.parametrize(
+    "params, position",
+    [
+        ({"recipient": "ann@example.com"}, "2026-01-01 00:00:00+00:00"),  # pages by id
+        ({}, "yesterday"),  # pages by created_at
+    ],
+)
+def test_a_cursor_whose_position_does_not_fit_the_order_is_a_json_404(api, sent, params, position):
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    response = api.get("/api/messages/", {**params, "cursor": cursor})
     assert response.status_code == 404
     assert response.json() == {"detail": "Invalid cursor"}
 
