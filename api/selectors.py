@@ -19,6 +19,7 @@ from sending.models import Message, Recipient, StoredAttachment, Suppression
 from sending.selectors import resend_backend_paths
 from sending.utils import normalize_address
 from tracking.models import Event
+from tracking.status import STATE_FIELDS
 
 from .models import ApiKey
 from .services import KEY_PREFIX, hash_key
@@ -34,17 +35,7 @@ RECIPIENT_STATE_FIELDS = (
     "esp",
     "esp_message_id",
     "send_status",
-    "status",
-    "status_at",
-    "delivered_at",
-    "bounced_at",
-    "first_opened_at",
-    "last_opened_at",
-    "first_clicked_at",
-    "last_clicked_at",
-    "open_count",
-    "click_count",
-    "reject_reason",
+    *STATE_FIELDS,
 )
 #: What status lookups show of each message: never bodies, nor per-recipient
 #: data that grows with a batch (merge_data, ...).

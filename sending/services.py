@@ -57,11 +57,11 @@ RECORD_ID_ATTR = "mailhub_record_id"
 RESEND_OF_ATTR = "_mailhub_resend_of"
 REQUESTED_BY_ATTR = "_mailhub_requested_by"
 
-#: Run inside message_record_result's transaction with (record, ESP message
-#: ids) once a send's ids are known. The tracking app registers the hook that
-#: links events which arrived before their message was recorded (imports
-#: point from tracking to sending, never back).
-RESULT_RECORDED_HOOKS: list[Callable[[Message, set[str]], None]] = []
+#: Run inside the transaction that records send outcomes, once per ESP, with
+#: (ESP key, the ESP message ids just recorded). The tracking app registers
+#: the hook that links events which arrived before their message was
+#: recorded (imports point from tracking to sending, never back).
+RESULT_RECORDED_HOOKS: list[Callable[[str, set[str]], None]] = []
 REFUSED_STATUSES = frozenset({"invalid", "rejected", "suppressed"})
 #: Addresses per suppression query (well under every database's parameter limit).
 SUPPRESSION_LOOKUP_BATCH = 500
@@ -328,7 +328,7 @@ def message_record_outcomes(
     now = timezone.now()
     sent_rows, recipient_rows, recipient_address_rows = [], [], []
     failed_rows, failed_recipient_rows = [], []
-    message_ids_by_esp: dict[str, tuple[Message, set[str]]] = {}
+    message_ids_by_esp: dict[str, set[str]] = defaultdict(set)
     for record, outcome in outcomes:
         if isinstance(outcome, BaseException):
             record.status = MessageStatus.FAILED
@@ -354,7 +354,7 @@ def message_record_outcomes(
                 ]
         message_ids = {esp_message_id for _, esp_message_id in by_outcome if esp_message_id}
         if message_ids:
-            message_ids_by_esp.setdefault(record.esp, (record, set()))[1].update(message_ids)
+            message_ids_by_esp[record.esp].update(message_ids)
 
     with transaction.atomic():
         lean_sql.update_many(
@@ -373,9 +373,9 @@ def message_record_outcomes(
         lean_sql.update_many(
             Recipient, ("send_status",), ("message", "send_status"), failed_recipient_rows
         )
-        for record, message_ids in message_ids_by_esp.values():
+        for esp, message_ids in message_ids_by_esp.items():
             for hook in RESULT_RECORDED_HOOKS:
-                hook(record, message_ids)
+                hook(esp, message_ids)
 
 
 def message_records_discard(*, records: Sequence[Message]) -> None:

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sending import lean_sql
-from sending.models import Message, Recipient, Suppression, SuppressionReason, SuppressionSource
+from sending.models import Recipient, Suppression, SuppressionReason, SuppressionSource
 from sending.signals import AnymailTrackingEvent, EventType, RejectReason
 from sending.utils import (
     delete_unreferenced_files,
@@ -365,8 +365,8 @@ def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
     return len(linked)
 
 
-def events_link_after_send(record: Message, message_ids: set[str]) -> None:
-    """Hook run by sending.services once a send's message ids are recorded."""
+def events_link_after_send(esp: str, message_ids: set[str]) -> None:
+    """Hook run by sending.services once sends' ESP message ids are recorded."""
     # Raw SQL: this runs after every send, almost always finding nothing.
     connection = connections[router.db_for_read(Event)]
     quote = connection.ops.quote_name
@@ -377,10 +377,10 @@ def events_link_after_send(record: Message, message_ids: set[str]) -> None:
         f"AND {quote('message_id')} IN ({', '.join(['%s'] * len(ids))}) LIMIT 1"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [record.esp, *ids])
+        cursor.execute(sql, [esp, *ids])
         found = cursor.fetchone() is not None
     if found:
-        events_link_orphans(esp=record.esp, message_ids=message_ids)
+        events_link_orphans(esp=esp, message_ids=message_ids)
 
 
 def _lock_recipients(
