@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -344,9 +344,14 @@ def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
     if not message_ids:
         return 0
     with transaction.atomic():
-        orphans = list(
-            Event.objects.filter(esp=esp, message_id__in=message_ids, recipient__isnull=True)
-        )
+        # By message id only, orphans picked here: "recipient IS NULL" in SQL
+        # can lead SQLite's planner (without statistics) to the recipient
+        # index, which holds every orphan. A message has few events.
+        orphans = [
+            event
+            for event in Event.objects.filter(esp=esp, message_id__in=message_ids)
+            if event.recipient_id is None
+        ]
         if not orphans:
             return 0
         recipients = _lock_recipients(
@@ -367,19 +372,12 @@ def events_link_orphans(*, esp: str, message_ids: Iterable[str]) -> int:
 
 def events_link_after_send(esp: str, message_ids: set[str]) -> None:
     """Hook run by sending.services once sends' ESP message ids are recorded."""
-    # Raw SQL: this runs after every send, almost always finding nothing.
-    connection = connections[router.db_for_read(Event)]
-    quote = connection.ops.quote_name
-    ids = sorted(message_ids)
-    sql = (
-        f"SELECT 1 FROM {quote(Event._meta.db_table)} WHERE {quote('esp')} = %s "
-        f"AND {quote('recipient_id')} IS NULL "
-        f"AND {quote('message_id')} IN ({', '.join(['%s'] * len(ids))}) LIMIT 1"
+    # This runs after every send, almost always finding no event at all. By
+    # message id only, the orphan test in Python (as in events_link_orphans).
+    linked = lean_sql.select_column(
+        Event, "recipient", where={"esp": esp}, where_in=[("message_id", sorted(message_ids))]
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [esp, *ids])
-        found = cursor.fetchone() is not None
-    if found:
+    if None in linked:
         events_link_orphans(esp=esp, message_ids=message_ids)
 
 
