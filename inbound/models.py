@@ -31,9 +31,9 @@ class InboundMessage(models.Model):
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     event_id = models.CharField(max_length=255, blank=True)
     envelope_sender = models.CharField(max_length=320, blank=True)
-    envelope_recipient = models.CharField(max_length=320, blank=True, db_index=True)
+    envelope_recipient = models.CharField(max_length=320, blank=True)  # indexed in Meta
     from_email = models.CharField(max_length=998, blank=True)
-    from_address = models.CharField(max_length=320, blank=True, db_index=True)
+    from_address = models.CharField(max_length=320, blank=True)  # indexed in Meta
     to = models.JSONField(default=list, blank=True)
     cc = models.JSONField(default=list, blank=True)
     subject = models.TextField(blank=True)
@@ -62,6 +62,12 @@ class InboundMessage(models.Model):
         ordering = ["-received_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["esp", "raw_sha256"], name="inbound_unique_esp_raw")
+        ]
+        # Addresses are matched exactly: plain indexes (db_index would add a
+        # second, LIKE, index on PostgreSQL).
+        indexes = [
+            models.Index(fields=["envelope_recipient"], name="inbound_envelope_recipient"),
+            models.Index(fields=["from_address"], name="inbound_from_address"),
         ]
 
     def __str__(self) -> str:
