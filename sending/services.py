@@ -385,8 +385,20 @@ def message_records_discard(*, records: Sequence[Message]) -> None:
     chunk (already recorded) is not sent, as if it had never been handed
     over: their records go.
     """
-    if records:
-        Message.objects.filter(pk__in=[record.pk for record in records]).delete()
+    if not records:
+        return
+    pks = [record.pk for record in records]
+    with transaction.atomic():
+        names = set(
+            StoredAttachment.objects.filter(message_id__in=pks)
+            .exclude(file="")
+            .values_list("file", flat=True)
+        )
+        Message.objects.filter(pk__in=pks).delete()
+        if names:
+            transaction.on_commit(
+                partial(delete_unreferenced_files, names, [(StoredAttachment, "file")])
+            )
 
 
 def _aggregate_status(statuses: set[str]) -> str:

@@ -230,3 +230,26 @@ def test_suppressed_cc_in_a_later_message_is_dropped(batch_settings):
     recipient = Recipient.objects.get(message__subject="Message 1", address="user0@example.com")
     assert recipient.send_status == SendStatus.SUPPRESSED
     assert batch[0].anymail_status.recipients["USER0@example.com"].status == "suppressed"
+
+
+def test_unsent_records_leave_no_attachment_files(
+    batch_settings, django_capture_on_commit_callbacks
+):
+    import hashlib
+
+    from django.core.files.storage import default_storage
+
+    from sending.models import StoredAttachment
+
+    batch_settings(10)
+    batch = messages(3)
+    batch[0].test_response = AnymailAPIError("Domain not found")
+    content = b"bytes only an unsent message has"
+    batch[2].attach("only-here.txt", content, "text/plain")
+    sha256 = hashlib.sha256(content).hexdigest()
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(AnymailAPIError):
+            test_backend.EmailBackend().send_messages(batch)
+    assert statuses_by_subject() == {"Message 0": "failed"}
+    assert not StoredAttachment.objects.exists()
+    assert not default_storage.exists(f"mailhub/attachments/{sha256[:2]}/{sha256}")
