@@ -201,6 +201,9 @@ MAILHUB = {
     "COMPLAINT_RATE_WARNING": env.float("MAILHUB_COMPLAINT_RATE_WARNING", default=0.001),
     # How long the admin dashboard's statistics are reused (seconds; 0: never).
     "DASHBOARD_CACHE_SECONDS": env.int("MAILHUB_DASHBOARD_CACHE_SECONDS", default=60),
+    # How long a past day's breakdown is reused (seconds; 0: never); today and
+    # yesterday are always counted afresh.
+    "DASHBOARD_DAY_CACHE_SECONDS": env.int("MAILHUB_DASHBOARD_DAY_CACHE_SECONDS", default=3600),
     # Largest suppression CSV the admin accepts for import (bytes).
     "SUPPRESSION_IMPORT_MAX_BYTES": env.int(
         "MAILHUB_SUPPRESSION_IMPORT_MAX_BYTES", default=5 * 1024 * 1024

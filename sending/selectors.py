@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -115,36 +115,64 @@ def stats_window_start(*, days: int, now: datetime.datetime | None = None) -> da
     return today - datetime.timedelta(days=days - 1)
 
 
-def delivery_stats(*, days: int, now: datetime.datetime | None = None) -> DeliveryStats:
+#: One day's breakdown: (ESP, tags, counts) per distinct ESP and tag list.
+DayGroups = list[tuple[str, tuple[str, ...], DeliveryCounts]]
+
+
+def delivery_day_groups(days: list[datetime.date]) -> dict[datetime.date, DayGroups]:
+    """The recipient outcomes of the messages created on each of days (local dates).
+
+    One scan per run of consecutive days, grouped by everything the
+    dashboard breaks down by (day x ESP x distinct tag list: a few thousand
+    rows at most). Every day asked for is in the result, empty or not.
+    """
+    groups: dict[datetime.date, DayGroups] = {day: [] for day in days}
+    for first, last in _runs(sorted(days)):
+        rows = (
+            Recipient.objects.filter(
+                message__created_at__gte=_local_midnight(first),
+                message__created_at__lt=_local_midnight(last + datetime.timedelta(days=1)),
+            )
+            .order_by()
+            .annotate(day=TruncDate("message__created_at"))
+            .values("day", "esp", "message__tags")
+            .annotate(**_metric_counts())
+        )
+        for row in rows:
+            tags = tuple(sorted({str(tag) for tag in row["message__tags"] or []}))
+            groups[row["day"]].append((row["esp"], tags, DeliveryCounts.from_row(row)))
+    return groups
+
+
+def delivery_stats(
+    *,
+    days: int,
+    now: datetime.datetime | None = None,
+    day_groups: Callable[[list[datetime.date]], dict[datetime.date, DayGroups]] = (
+        delivery_day_groups
+    ),
+) -> DeliveryStats:
     """Recipient outcomes of the messages created in the last days days.
 
     Each recipient counts on the day its message was sent (in the current
     time zone), with the outcome it has now, so rates compare like with like.
+    day_groups gives each day's breakdown (the dashboard passes one that
+    keeps past days for a while).
     """
     if days not in STATS_WINDOWS:
         raise ValueError(f"days must be one of {STATS_WINDOWS}, not {days!r}")
     since = stats_window_start(days=days, now=now)
-    # One scan of the window, grouped by everything the dashboard breaks down
-    # by (days x ESPs x distinct tag lists: a few thousand rows at most), then
-    # rolled up per breakdown here.
-    groups = (
-        Recipient.objects.filter(message__created_at__gte=since)
-        .order_by()
-        .annotate(day=TruncDate("message__created_at"))
-        .values("day", "esp", "message__tags")
-        .annotate(**_metric_counts())
-    )
+    day_list = [since.date() + datetime.timedelta(days=offset) for offset in range(days)]
     by_day: dict[datetime.date, DeliveryCounts] = defaultdict(DeliveryCounts)
     by_esp: dict[str, DeliveryCounts] = defaultdict(DeliveryCounts)
     by_tag: dict[str, DeliveryCounts] = defaultdict(DeliveryCounts)
-    for row in groups:
-        counts = DeliveryCounts.from_row(row)
-        by_day[row["day"]] += counts
-        by_esp[row["esp"]] += counts
-        for tag in {str(tag) for tag in row["message__tags"] or []} or {UNTAGGED}:
-            by_tag[tag] += counts
+    for day, groups in day_groups(day_list).items():
+        for esp, tags, counts in groups:
+            by_day[day] += counts
+            by_esp[esp] += counts
+            for tag in tags or (UNTAGGED,):
+                by_tag[tag] += counts
 
-    day_list = [since.date() + datetime.timedelta(days=offset) for offset in range(days)]
     per_day = [(day, by_day.get(day, DeliveryCounts())) for day in day_list]
     per_esp = sorted(by_esp.items(), key=lambda item: (-item[1].sent, item[0]))
     per_tag = sorted(by_tag.items(), key=lambda item: (-item[1].sent, item[0]))
@@ -158,6 +186,21 @@ def delivery_stats(*, days: int, now: datetime.datetime | None = None) -> Delive
         per_esp=per_esp,
         per_tag=per_tag[:TOP_TAGS],
     )
+
+
+def _local_midnight(day: datetime.date) -> datetime.datetime:
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
+
+
+def _runs(days: list[datetime.date]) -> list[tuple[datetime.date, datetime.date]]:
+    """Sorted days as (first, last) runs of consecutive days."""
+    runs: list[tuple[datetime.date, datetime.date]] = []
+    for day in days:
+        if runs and runs[-1][1] + datetime.timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def rate_thresholds() -> tuple[float, float]:

@@ -7,6 +7,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("DEBUG", "false")
 # Each test computes the admin dashboard's statistics afresh.
 os.environ.setdefault("MAILHUB_DASHBOARD_CACHE_SECONDS", "0")
+os.environ.setdefault("MAILHUB_DASHBOARD_DAY_CACHE_SECONDS", "0")
 
 from mailhub.settings import *  # noqa: E402,F403
 

@@ -184,3 +184,47 @@ def test_short_number():
 
 def test_index_url_is_the_dashboard():
     assert reverse("admin:index") == INDEX
+
+
+@pytest.fixture
+def day_cache(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.MAILHUB = {**settings.MAILHUB, "DASHBOARD_DAY_CACHE_SECONDS": 3600}
+    yield
+    cache.clear()
+
+
+def test_past_days_are_reused_and_live_days_counted_afresh(admin_client, day_cache):
+    sandbox_send("old@example.com")
+    Message.objects.update(created_at=timezone.now() - datetime.timedelta(days=5))
+    first = admin_client.get(INDEX, {"days": 7}).context["dashboard"]["totals"]
+    assert first.sent == 1
+    # A day before yesterday is reused: a change to it shows once its entry expires.
+    sandbox_send("also-old@example.com")
+    Message.objects.filter(to=["also-old@example.com"]).update(
+        created_at=timezone.now() - datetime.timedelta(days=5)
+    )
+    assert admin_client.get(INDEX, {"days": 7}).context["dashboard"]["totals"].sent == 1
+    # Today is always counted afresh.
+    sandbox_send("today@example.com")
+    assert admin_client.get(INDEX, {"days": 7}).context["dashboard"]["totals"].sent == 2
+
+
+def test_a_longer_window_scans_only_the_days_not_kept(admin_client, day_cache):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mailhub.dashboard import cached_day_groups
+
+    today = timezone.localdate()
+    recent = [today - datetime.timedelta(days=n) for n in range(6, -1, -1)]
+    cached_day_groups(recent)
+    older = [today - datetime.timedelta(days=n) for n in range(29, -1, -1)]
+    with CaptureQueriesContext(connection) as queries:
+        groups = cached_day_groups(older)
+    assert sorted(groups) == older
+    scans = [q["sql"] for q in queries if "sending_recipient" in q["sql"]]
+    # Days 29..7 (never kept) and today and yesterday (live): two runs, two scans.
+    assert len(scans) == 2
