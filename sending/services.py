@@ -385,9 +385,15 @@ def message_records_discard(*, records: Sequence[Message]) -> None:
     chunk (already recorded) is not sent, as if it had never been handed
     over: their records go.
     """
-    if not records:
-        return
-    pks = [record.pk for record in records]
+    if records:
+        _messages_delete([record.pk for record in records])
+
+
+def _messages_delete(pks: list[int]) -> None:
+    """Delete these messages (with recipients and attachments) in one transaction.
+
+    After the commit, their attachment files that no row uses any more go too.
+    """
     with transaction.atomic():
         names = set(
             StoredAttachment.objects.filter(message_id__in=pks)
@@ -982,17 +988,7 @@ def messages_purge(
         return messages.count()
     deleted = 0
     for batch in pk_batches(messages, batch_size):
-        with transaction.atomic():
-            names = set(
-                StoredAttachment.objects.filter(message_id__in=batch)
-                .exclude(file="")
-                .values_list("file", flat=True)
-            )
-            Message.objects.filter(pk__in=batch).delete()
-            if names:
-                transaction.on_commit(
-                    partial(delete_unreferenced_files, names, [(StoredAttachment, "file")])
-                )
+        _messages_delete(batch)
         deleted += len(batch)
         if on_batch:
             on_batch(len(batch))
