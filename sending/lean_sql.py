@@ -178,19 +178,63 @@ def update_many(
     """UPDATE model SET set_names WHERE where_names (equality), once per row of values.
 
     Each row gives the SET values, then the WHERE values, in order, given
-    as for insert_values(). One prepared UPDATE runs for all rows with
-    executemany (a C loop in sqlite3, a pipeline in psycopg), far cheaper
-    than a statement per row from Python or QuerySet.bulk_update's CASE
-    expressions.
+    as for insert_values(); rows should match distinct database rows. On
+    SQLite one prepared UPDATE runs for all rows with executemany (a C
+    loop); on PostgreSQL one UPDATE ... FROM (VALUES ...) statement takes
+    them all, where a statement per row would cost a server round of
+    parsing and planning each. Either is far cheaper than a statement per
+    row from Python or QuerySet.bulk_update's CASE expressions.
     """
     connection = _connection_for(model)
     names = (*set_names, *where_names)
     params = _adapt_rows(rows, _to_db(model, names, connection.vendor))
     if not params:
         return
-    sql = _update_sql(model, tuple(set_names), tuple(where_names), None, 0)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor == "postgresql" and len(params) > 1:
+            for start in range(0, len(params), MAX_ROWS_PER_INSERT):
+                chunk = params[start : start + MAX_ROWS_PER_INSERT]
+                sql = _update_from_values_sql(
+                    model, tuple(set_names), tuple(where_names), len(chunk)
+                )
+                cursor.execute(sql, list(chain.from_iterable(chunk)))
+        else:
+            sql = _update_sql(model, tuple(set_names), tuple(where_names), None, 0)
+            cursor.executemany(sql, params)
+
+
+@lru_cache(maxsize=256)
+def _update_from_values_sql(
+    model: type[Model], set_names: tuple[str, ...], where_names: tuple[str, ...], rows: int
+) -> str:
+    """PostgreSQL's UPDATE ... FROM (VALUES ...) for rows rows of set_names + where_names.
+
+    Each value is cast to its column's type: a VALUES column whose values
+    are all NULL (or all plain text) would otherwise be text.
+    """
+    connection = _connection_for(model)
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [meta.get_field(name) for name in (*set_names, *where_names)]
+    aliases = [f"v{index}" for index in range(len(fields))]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+
+    def value(index: int) -> str:
+        return f"v.{aliases[index]}::{fields[index].db_type(connection)}"
+
+    table = quote(meta.db_table)
+    assignments = ", ".join(
+        f"{quote(fields[index].column)} = {value(index)}" for index in range(len(set_names))
+    )
+    conditions = " AND ".join(
+        f"{table}.{quote(fields[index].column)} = {value(index)}"
+        for index in range(len(set_names), len(fields))
+    )
+    return (
+        f"UPDATE {table} SET {assignments} "
+        f"FROM (VALUES {', '.join([row] * rows)}) AS v ({', '.join(aliases)}) "
+        f"WHERE {conditions}"
+    )
 
 
 def _where_sql(

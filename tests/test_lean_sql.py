@@ -95,6 +95,39 @@ def test_update_values_writes_each_row(recipient, django_assert_num_queries):
     assert (other.status, other.status_at) == ("delivered", None)
 
 
+def test_update_many_matches_on_several_columns_and_takes_all_null_columns(recipient):
+    message = recipient.message
+    others = [
+        Recipient.objects.create(message=message, esp="sandbox", address=f"o{n}@example.com")
+        for n in range(3)
+    ]
+    second = Message.objects.create(esp="sandbox", backend="test", merge_data={"a": {}})
+    lean_sql.update_many(
+        Message,
+        ("status", "sent_at", "merge_data"),
+        ("id",),
+        [("sent", None, None, message.pk), ("failed", None, None, second.pk)],
+    )
+    lean_sql.update_many(
+        Recipient,
+        ("send_status", "esp_message_id", "delivered_at"),
+        ("message", "address"),
+        [
+            ("sent", "id-1", None, message.pk, "o0@example.com"),
+            ("rejected", "", None, message.pk, "o2@example.com"),
+        ],
+    )
+    message.refresh_from_db()
+    second.refresh_from_db()
+    assert (message.status, message.sent_at, message.merge_data) == ("sent", None, None)
+    assert (second.status, second.merge_data) == ("failed", None)
+    rows = {r.address: (r.send_status, r.esp_message_id) for r in Recipient.objects.all()}
+    assert rows["o0@example.com"] == ("sent", "id-1")
+    assert rows["o2@example.com"] == ("rejected", "")
+    assert rows["o1@example.com"] == rows["r@example.com"] == ("pending", "")
+    assert len(others) == 3
+
+
 def test_select_values_converts_as_the_orm_does(recipient):
     Recipient.objects.filter(pk=recipient.pk).update(status_at=WHEN)
     rows = lean_sql.select_values(
