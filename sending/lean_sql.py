@@ -54,36 +54,6 @@ def _connection_for(model: type[Model]) -> Any:
     return connections[router.db_for_write(model)]
 
 
-def insert(
-    objs: Sequence[Model], *, returning_pk: bool = False, ignore_conflicts: bool = False
-) -> None:
-    """INSERT objs (all of one model); set obj.pk if returning_pk.
-
-    With ignore_conflicts, rows that would break a unique constraint are
-    skipped (their pk is not set).
-    """
-    if not objs:
-        return
-    if ignore_conflicts and returning_pk:
-        raise ValueError("insert() can't return pks of rows it may skip")
-    model = type(objs[0])
-    fields = _insert_fields(model)
-    rows = [tuple(getattr(obj, attname) for attname in fields) for obj in objs]
-    pks = insert_values(
-        model,
-        fields,
-        rows,
-        ignore_conflicts=ignore_conflicts,
-        returning=model._meta.pk.attname if returning_pk else None,
-    )
-    alias = _connection_for(model).alias
-    for index, obj in enumerate(objs):
-        if pks is not None:
-            obj.pk = pks[index]
-        obj._state.adding = False
-        obj._state.db = alias
-
-
 def insert_rows(
     model: type[Model],
     rows: Sequence[dict[str, Any]],
@@ -135,25 +105,23 @@ def update(
     where: dict[str, Any],
     where_in: tuple[str, Iterable[Any]] | None = None,
 ) -> int:
-    """UPDATE model SET values WHERE field = value AND ... [AND field IN (...)]; return rows."""
+    """UPDATE model SET values WHERE field = value AND ... [AND field IN (...)]; return rows.
+
+    Values are given as for insert_values().
+    """
     connection = _connection_for(model)
-    meta = model._meta
-    set_names = tuple(values)
-    where_names = tuple(where)
-    params = [
-        meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
-    ]
-    params += [
-        meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()
-    ]
+    names = (*values, *where)
+    (params,) = _adapt_rows(
+        [(*values.values(), *where.values())], _to_db(model, names, connection.vendor)
+    )
     in_name, in_count = None, 0
     if where_in is not None:
         in_name, in_values = where_in
         in_values = list(in_values)
         in_count = len(in_values)
-        field = meta.get_field(in_name)
-        params += [field.get_db_prep_value(value, connection) for value in in_values]
-    sql = _update_sql(model, set_names, where_names, in_name, in_count)
+        (adapt,) = _to_db(model, (in_name,), connection.vendor)
+        params += in_values if adapt is None else [adapt(value) for value in in_values]
+    sql = _update_sql(model, tuple(values), tuple(where), in_name, in_count)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -237,82 +205,10 @@ def _update_from_values_sql(
     )
 
 
-def _where_sql(
-    model: type[Model],
-    connection: Any,
-    where: dict[str, Any],
-    where_in: Sequence[tuple[str, Sequence[Any]]],
-) -> tuple[str, list[Any]]:
-    quote = connection.ops.quote_name
-    meta = model._meta
-    conditions, params = [], []
-    for name, value in where.items():
-        field = meta.get_field(name)
-        conditions.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_value(value, connection))
-    for name, values in where_in:
-        field = meta.get_field(name)
-        conditions.append(f"{quote(field.column)} IN ({', '.join(['%s'] * len(values))})")
-        params.extend(field.get_db_prep_value(value, connection) for value in values)
-    return " AND ".join(conditions) or "1 = 1", params
-
-
-def select_column(
-    model: type[Model],
-    column: str,
-    *,
-    where: dict[str, Any],
-    where_in: Sequence[tuple[str, Sequence[Any]]] = (),
-    order_by_pk_desc: bool = False,
-    limit: int | None = None,
-) -> list[Any]:
-    """SELECT one column's raw values WHERE field = value AND field IN (...)."""
-    connection = connections[router.db_for_read(model)]
-    quote = connection.ops.quote_name
-    meta = model._meta
-    conditions, params = _where_sql(model, connection, where, where_in)
-    selected = quote(meta.get_field(column).column)
-    sql = f"SELECT {selected} FROM {quote(meta.db_table)} WHERE {conditions}"
-    if order_by_pk_desc:
-        sql += f" ORDER BY {quote(meta.pk.column)} DESC"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
-
-
-def select_objects(
-    model: type[Model],
-    *,
-    where: dict[str, Any],
-    where_in: Sequence[tuple[str, Sequence[Any]]] = (),
-    for_update: bool = False,
-) -> list[Model]:
-    """Model instances WHERE field = value AND field IN (...), in pk order.
-
-    Through Manager.raw(), so values get the same conversions as the ORM's
-    (aware datetimes, JSON), without its query building. for_update locks
-    the rows where the database can (PostgreSQL), inside a transaction.
-    """
-    connection = connections[router.db_for_write(model)]
-    quote = connection.ops.quote_name
-    meta = model._meta
-    conditions, params = _where_sql(model, connection, where, where_in)
-    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    sql = (
-        f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {conditions} "
-        f"ORDER BY {quote(meta.pk.column)}"
-    )
-    if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    return list(model._default_manager.db_manager(connection.alias).raw(sql, params))
-
-
 # ---------------------------------------------------------------------------
-# Rows as tuples of chosen fields, for hot paths that write many rows per call
-# (tracking webhooks): values are converted by cheap per-field functions
-# built once per model and database, instead of each field's get_db_prep_save.
+# Rows as tuples of chosen fields: values are converted by cheap per-field
+# functions built once per model and database (_to_db), instead of each
+# field's get_db_prep_save.
 
 
 class JSONText(str):

@@ -310,11 +310,6 @@ def message_record_result(*, record: Message, status: AnymailStatus) -> None:
     message_record_outcomes(outcomes=[(record, status)])
 
 
-def message_record_failure(*, record: Message, error: BaseException) -> None:
-    """Mark the record failed, keeping the error text (the ESP's own words)."""
-    message_record_outcomes(outcomes=[(record, error)])
-
-
 def message_record_outcomes(
     *, outcomes: Sequence[tuple[Message, AnymailStatus | BaseException]]
 ) -> None:
@@ -322,8 +317,8 @@ def message_record_outcomes(
 
     An outcome is the message's AnymailStatus (the ESP answered) or the
     exception that ended the send (the record is failed, with the error
-    text). Each kind of write is one prepared statement run for every row
-    (executemany), whatever the number of messages.
+    text). Each kind of write is one statement for every message
+    (lean_sql.update_many), whatever their number.
     """
     now = timezone.now()
     sent_rows, recipient_rows, recipient_address_rows = [], [], []
@@ -616,7 +611,6 @@ def suppression_remove(*, address: str, esp: str | None = None) -> int:
 
 __all__ = [
     "message_rebuild",
-    "message_record_failure",
     "message_record_outcomes",
     "message_record_queued",
     "message_record_result",

@@ -209,8 +209,8 @@ def webhook_call_keep_failed(*, call: WebhookCall, error: str) -> bool:
     before the error: it came after, from a signal receiver.
     """
     if call.pk is not None:
-        status = lean_sql.select_column(WebhookCall, "status", where={"id": call.pk})
-        if status == [WebhookCallStatus.PROCESSED]:
+        status = lean_sql.select_values(WebhookCall, ("status",), where={"id": call.pk})
+        if status == [(WebhookCallStatus.PROCESSED,)]:
             return False
     webhook_call_mark_failed(call=call, error=error)
     return True
@@ -374,10 +374,10 @@ def events_link_after_send(esp: str, message_ids: set[str]) -> None:
     """Hook run by sending.services once sends' ESP message ids are recorded."""
     # This runs after every send, almost always finding no event at all. By
     # message id only, the orphan test in Python (as in events_link_orphans).
-    linked = lean_sql.select_column(
-        Event, "recipient", where={"esp": esp}, where_in=[("message_id", sorted(message_ids))]
+    linked = lean_sql.select_values(
+        Event, ("recipient_id",), where={"esp": esp}, where_in=[("message_id", sorted(message_ids))]
     )
-    if None in linked:
+    if (None,) in linked:
         events_link_orphans(esp=esp, message_ids=message_ids)
 
 
